@@ -38,3 +38,7 @@ def main_callback(
 def main() -> None:
     """Run the command line."""
     app()
+
+
+# Register the subcommands on the app.
+from mrcnf_cli.commands import bpd, train  # noqa: E402, F401

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 from rich.logging import RichHandler
@@ -48,3 +52,38 @@ def command_errors(*, verbose: bool = False) -> Iterator[None]:
     except MemoryError:
         typer.echo("error: out of memory; lower --batch-size", err=True)
         raise typer.Exit(EXIT_FAILURE) from None
+
+
+def default_model_dir() -> str:
+    return os.environ.get("MRCNF_MODEL", "mrcnf-model")
+
+
+def default_device() -> str:
+    return os.environ.get("MRCNF_DEVICE", "auto")
+
+
+ModelOption = Annotated[
+    Path,
+    typer.Option("--model", "-m", help="Stack directory. Default: $MRCNF_MODEL, else ./mrcnf-model.", show_default=False),
+]
+DataDirOption = Annotated[
+    Optional[Path],
+    typer.Option("--data-dir", help="Folder holding the named data sets. Default: $MRCNF_DATA, else ./data.", show_default=False),
+]
+DeviceOption = Annotated[
+    str, typer.Option("--device", help="auto, cpu, cuda or cuda:N. Default: $MRCNF_DEVICE, else auto (CUDA when present).", show_default=False)
+]
+SeedOption = Annotated[int, typer.Option("--seed", min=0, help="Random seed (data order, dequantization noise, probes).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of a table.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print only results and errors.")]
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages and show tracebacks.")]
+ConvertOption = Annotated[
+    bool,
+    typer.Option("--convert/--no-convert", help="Allow lossy conversions of image modes (alpha, 16-bit, colour to grey)."),
+]
+
+
+def print_json(values: dict) -> None:
+    """Write one JSON document to stdout."""
+    sys.stdout.write(json.dumps(values, indent=2) + "\n")
+    sys.stdout.flush()
