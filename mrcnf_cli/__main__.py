@@ -1,5 +1,5 @@
-"""Run the command line with ``python -m mrcnf_cli``."""
+"""Run the command line with ``python -m mrcnf_cli``, under the program name ``mrcnf``."""
 
-from mrcnf_cli.app import main
+from mrcnf_cli.app import app
 
-main()
+app(prog_name="mrcnf")

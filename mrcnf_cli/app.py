@@ -15,7 +15,7 @@ app = typer.Typer(
     help="Multi-resolution continuous normalizing flows: train, evaluate and sample exact-likelihood "
     "image models.\n\n" + EXIT_CODES_HELP,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 
@@ -41,4 +41,4 @@ def main() -> None:
 
 
 # Register the subcommands on the app.
-from mrcnf_cli.commands import bpd, train  # noqa: E402, F401
+from mrcnf_cli.commands import bpd, extend, info, ood, sample, shuffle_eval, superres, train  # noqa: E402, F401

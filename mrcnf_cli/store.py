@@ -27,7 +27,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from mrcnf_cli.errors import ModelFileError
+from mrcnf_cli.errors import InputError, ModelFileError
 from mrcnf_cli.level import Level, LevelConfig
 from mrcnf_cli.stack import MultiResFlow, StackConfig
 
@@ -101,8 +101,11 @@ def atomic_path(path: Path) -> Iterator[Path]:
     and ``path`` keeps its previous contents.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise InputError(f"cannot write {path}: {error.strerror or error}; choose a writable output path") from None
     os.close(handle)
     temporary = Path(name)
     try:
@@ -110,10 +113,17 @@ def atomic_path(path: Path) -> Iterator[Path]:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
+        _replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def _replace(temporary: Path, path: Path) -> None:
+    try:
+        os.replace(temporary, path)
+    except IsADirectoryError:
+        raise InputError(f"cannot write {path}: it is a folder; give a file name") from None
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -310,3 +320,79 @@ def load_stack(model_dir: Path, *, device: torch.device | str = "cpu", trained_o
     except ValueError as error:
         raise ModelFileError(f"the levels in {model_dir} do not form one stack: {error}") from None
     return LoadedStack(stack.to(device).eval(), manifest, infos, paths)
+
+
+def describe_stack(model_dir: Path) -> dict:
+    """Describe a stack directory: every planned level, its file and whether it loads.
+
+    Unlike :func:`load_stack` this never raises for a damaged level file; it reports the problem
+    in that level's ``status``. A missing or invalid ``stack.json`` still raises ModelFileError.
+
+    Returns:
+        A JSON-ready dict: map, channels, training data, complete (every level loads and the
+        levels chain), and one entry per level, coarse to fine.
+    """
+    model_dir = Path(model_dir)
+    manifest = read_manifest(model_dir)
+
+    levels = []
+    for size in manifest.sizes:
+        path = model_dir / level_file_name(size)
+        entry = {"resolution": format_sizes([size]), "file": path.name, "file_bytes": path.stat().st_size if path.exists() else None}
+        try:
+            level, info = load_level(path)
+        except ModelFileError as error:
+            entry["status"] = "missing" if not path.exists() else f"invalid: {error}"
+            levels.append(entry)
+            continue
+        if tuple(level.config.size) != tuple(size):
+            entry["status"] = f"invalid: holds a level of size {format_sizes([level.config.size])}"
+        else:
+            entry["status"] = "ok"
+        config = level.config
+        entry.update(
+            {
+                "conditional": config.conditional,
+                "parameters": sum(parameter.numel() for parameter in level.parameters()),
+                "blocks": config.num_blocks,
+                "hidden": list(config.cnf.hidden),
+                "logit": config.logit,
+                "alpha": config.alpha if config.logit else None,
+                "base_std": config.base_std,
+                "train_solver": config.cnf.train_solver.to_dict(),
+                "eval_solver": config.cnf.eval_solver.to_dict(),
+                "data": info.get("data"),
+                "steps": info.get("steps"),
+                "validation_bpd": info.get("validation_bpd"),
+            }
+        )
+        levels.append(entry)
+
+    return {
+        "model": str(model_dir),
+        "map": manifest.map,
+        "channels": manifest.channels,
+        "data": manifest.data,
+        "complete": all(entry["status"] == "ok" for entry in levels),
+        "levels": levels,
+    }
+
+
+def check_writable(path: Path, *, folder: bool = False) -> None:
+    """Raise InputError unless ``path`` can be written as a file (or created as a folder).
+
+    Checked before long work starts, so that a bad output path fails at once and nothing is
+    written. Missing parent folders are fine: they are created when the output is written.
+    """
+    path = Path(path)
+    kind = "folder" if folder else "file"
+    if path.exists() and path.is_dir() != folder:
+        raise InputError(f"cannot write output {kind} {path}: a {'file' if folder else 'folder'} of that name exists; choose another path")
+
+    ancestor = path.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise InputError(f"cannot write {path}: {ancestor} is a file, not a folder; choose another path")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write {path}: no permission to write in {ancestor}; choose another path")

@@ -18,11 +18,24 @@ import torch
 from mrcnf_cli.cnf import CNFConfig
 from mrcnf_cli.data import load_dataset
 from mrcnf_cli.data.decode import read_image
-from mrcnf_cli.errors import DataError, ImageSizeError, InputError
+from mrcnf_cli.errors import DataError, ImageSizeError, InputError, ModelFileError, NonFiniteError
 from mrcnf_cli.evaluate import BpdReport, configure_evaluation, evaluate_bpd, iterate_batches
+from mrcnf_cli.figures import superres_figure
+from mrcnf_cli.generate import (
+    check_target,
+    clip_keeping_block_means,
+    continuous_input,
+    downsample_to,
+    image_grid,
+    quantize,
+    sample_images,
+    save_png,
+    superres_images,
+)
 from mrcnf_cli.solvers import SolverConfig
 from mrcnf_cli.stack import MultiResFlow
-from mrcnf_cli.store import Manifest, create_or_check_manifest, format_sizes, load_stack
+from mrcnf_cli.level import Level
+from mrcnf_cli.store import Manifest, add_level_to_manifest, check_writable, create_or_check_manifest, format_sizes, load_stack
 from mrcnf_cli.training import LevelResult, TrainingReporter, TrainOptions, train_level
 
 logger = logging.getLogger(__name__)
@@ -274,3 +287,233 @@ def parse_widths(text: str) -> tuple[int, ...]:
     if not widths or min(widths) < 1:
         raise InputError(f"invalid hidden widths {text!r}; give positive integers separated by commas, for example 64,64,64")
     return widths
+
+
+@dataclass
+class SampleJob:
+    """What :func:`sample_model` wrote."""
+
+    files: list[str]
+    requested: int
+    non_finite: int
+    sizes: list[tuple[int, int]]
+    nfe: list[int]
+    seconds: float
+
+
+def sample_model(
+    model_dir: Path,
+    out: Path,
+    *,
+    count: int,
+    temperature: float | list[float] = 1.0,
+    resolution: str | None = None,
+    grid: bool = True,
+    seed: int = 0,
+    batch_size: int = 64,
+    device: torch.device = torch.device("cpu"),
+) -> SampleJob:
+    """Sample images from a stack directory and write them as one grid PNG or one PNG each.
+
+    Images with non-finite values are counted and not written.
+
+    Raises:
+        NonFiniteError: every image had non-finite values (nothing is written).
+    """
+    check_writable(Path(out), folder=not grid)
+    stack = load_stack(Path(model_dir), device=device).stack
+    size = parse_resolution(resolution) if resolution else None
+    check_target(stack, size)
+    generated = sample_images(stack, count, temperature=temperature, size=size, seed=seed, batch_size=batch_size)
+
+    non_finite = int((~generated.finite).sum())
+    if non_finite == count:
+        raise NonFiniteError(f"all {count} samples had non-finite values; nothing written; try a lower --temperature or a tighter solver")
+    if non_finite:
+        logger.warning("%d of %d samples had non-finite values and were not written", non_finite, count)
+
+    pixels = generated.quantized()
+    out = Path(out)
+    if grid:
+        save_png(out, image_grid(pixels))
+        files = [str(out)]
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        indices = torch.nonzero(generated.finite).flatten().tolist()
+        files = [str(out / f"sample-{index:05d}.png") for index in indices]
+        for file, image in zip(files, pixels):
+            save_png(Path(file), image)
+
+    used = len(generated.nfe)
+    return SampleJob(files, count, non_finite, stack.sizes[:used], generated.nfe, generated.seconds)
+
+
+@dataclass
+class SuperresJob:
+    """What :func:`superres_model` wrote."""
+
+    inputs: list[str]
+    input_size: tuple[int, int]
+    output_size: tuple[int, int]
+    files: list[list[str]]
+    non_finite: int
+    nfe: list[int]
+    seconds: float
+    figure: str | None
+
+
+def superres_model(
+    model_dir: Path,
+    images: list[Path],
+    out: Path,
+    *,
+    to: str | None = None,
+    samples: int = 1,
+    temperature: float | list[float] = 1.0,
+    seed: int = 0,
+    from_high: str | None = None,
+    compare: Path | None = None,
+    convert: bool = False,
+    device: torch.device = torch.device("cpu"),
+) -> SuperresJob:
+    """Super-resolve image files with a stack directory; write K PNGs per image into ``out``.
+
+    The input images are used at their own resolution, conditioned on as they are: each 8-bit
+    pixel becomes its bin centre ``(k + 0.5) / 256``. With ``from_high``, the files are
+    high-resolution ground truth, first reduced to that resolution by exact 2x2 means.
+    """
+    check_writable(Path(out), folder=True)
+    if compare is not None:
+        check_writable(Path(compare))
+    stack = load_stack(Path(model_dir), device=device).stack
+    pixels, names = read_image_files(images, channels=stack.config.channels, convert=convert)
+
+    ground_truth = None
+    if from_high is not None:
+        low_size = parse_resolution(from_high)
+        check_target(stack, low_size)
+        ground_truth = pixels
+        x = downsample_to(stack, pixels, low_size)
+    else:
+        _check_superres_input(stack, pixels)
+        x = continuous_input(pixels)
+
+    target = parse_resolution(to) if to else stack.sizes[-1]
+    check_target(stack, target)
+    if target[0] <= x.shape[-2]:
+        raise ImageSizeError(
+            f"target resolution {target[0]}x{target[1]} is not finer than the input {x.shape[-2]}x{x.shape[-1]}; "
+            f"choose one of {format_sizes([s for s in stack.sizes if s[0] > x.shape[-2]])}"
+        )
+    generated = superres_images(stack, x, size=target, samples=samples, temperature=temperature, seed=seed)
+
+    # Write each finite output as <input name>-<k>.png.
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    factor = target[0] // x.shape[-2]
+    finite_images = torch.nan_to_num(generated.images)
+    quantized = quantize(clip_keeping_block_means(finite_images, factor))
+    files: list[list[str]] = []
+    for index, name in enumerate(names):
+        written = []
+        for k in range(samples):
+            position = index * samples + k
+            if generated.finite[position]:
+                path = out / f"{Path(name).stem}-{k + 1}.png"
+                save_png(path, quantized[position])
+                written.append(str(path))
+        files.append(written)
+    non_finite = int((~generated.finite).sum())
+    if non_finite == len(generated.finite):
+        raise NonFiniteError("every super-resolved image had non-finite values; try a lower --temperature")
+
+    if compare is not None:
+        shaped = quantized.reshape(len(names), samples, *quantized.shape[1:])
+        superres_figure(compare, quantize(x), shaped, ground_truth)
+
+    return SuperresJob(
+        names, tuple(x.shape[-2:]), target, files, non_finite, generated.nfe, generated.seconds, str(compare) if compare else None
+    )
+
+
+def _check_superres_input(stack: MultiResFlow, pixels: np.ndarray) -> None:
+    size = tuple(pixels.shape[-2:])
+    coarser = stack.sizes[:-1]
+    if size not in coarser:
+        raise ImageSizeError(
+            f"input images of size {size[0]}x{size[1]} match no coarser level of this stack; "
+            f"it super-resolves images of {format_sizes(coarser) or 'no size (one level only)'}, or pass --from-high RES"
+        )
+
+
+def extend_stack(
+    model_dir: Path,
+    *,
+    data: str,
+    data_dir: str | Path | None = None,
+    image_size: int | None = None,
+    convert: bool = False,
+    options: TrainOptions = TrainOptions(),
+    device: torch.device = torch.device("cpu"),
+    reporter: TrainingReporter | None = None,
+) -> LevelResult:
+    """Attach and train a finer level on a trained stack, at twice its finest resolution.
+
+    The new level copies the architecture of the current finest level. The existing level files
+    are only read. Running the command again resumes the new level's training.
+
+    Raises:
+        ImageSizeError: the data's resolution is not twice the stack's finest.
+        ModelFileError: a level other than the one being added has no file.
+    """
+    model_dir = Path(model_dir)
+    loaded = load_stack(model_dir, device=device)
+    manifest, stack = loaded.manifest, loaded.stack
+
+    # 1. The level to train: a new one, or one an earlier extend added but did not finish.
+    trained = len(stack.levels)
+    if trained < len(manifest.sizes) - 1:
+        missing = format_sizes(manifest.sizes[trained:-1])
+        raise ModelFileError(f"levels {missing} of {model_dir} have no files; train them with mrcnf train --level first")
+    finest = stack.sizes[-1]
+    target = (2 * finest[0], 2 * finest[1])
+
+    train_set = load_dataset(data, split="train", data_dir=data_dir, channels=manifest.channels, convert=convert, image_size=image_size)
+    if tuple(train_set.size) != target:
+        raise ImageSizeError(
+            f"data {train_set.name!r} has images of {format_sizes([train_set.size])}, but extending this stack needs "
+            f"{format_sizes([target])}, twice its finest level {format_sizes([finest])}; pass matching data or --image-size"
+        )
+    test_set = load_dataset(data, split="test", data_dir=data_dir, channels=manifest.channels, convert=convert, image_size=image_size)
+
+    # 2. A new level with the finest level's architecture, listed in stack.json.
+    template = stack.levels[-1].config
+    new_config = dataclasses.replace(
+        template, size=target, conditional=True, value_range=(-2 / stack.pyramid_map.k, 2 / stack.pyramid_map.k),
+        base_std=_extended_base_std(stack),
+    )
+    extended = MultiResFlow(stack.config, [*stack.levels, Level(new_config)]).to(device)
+    add_level_to_manifest(model_dir, target)
+    logger.info("extending %s from %s to %s with %s", model_dir, format_sizes([finest]), format_sizes([target]), train_set.name)
+
+    data_info = {"data": train_set.name, "image_size": list(train_set.size)}
+    return train_level(
+        extended, len(extended.levels) - 1, train_set.array, test_set.array,
+        model_dir=model_dir, options=options, data_info=data_info, reporter=reporter,
+    )
+
+
+def _extended_base_std(stack: MultiResFlow) -> float:
+    """Return the base standard deviation of a level added above the finest one.
+
+    With unit base variance the new level keeps it. With multi-resolution noise, the finer
+    pixels implied by the current finest level have four times its pixel variance, so the new
+    details get twice the standard deviation of the current finest details.
+    NOTE: a one-level stack with multi-resolution noise has base_std 1 and is treated as unit variance.
+    """
+    finest = stack.levels[-1].config
+    if finest.base_std == 1.0:
+        return 1.0
+    if finest.conditional:
+        return 2 * finest.base_std
+    return 4 * finest.base_std / stack.pyramid_map.k

@@ -37,3 +37,44 @@ def real_data() -> Path:
     destination.mkdir(parents=True, exist_ok=True)
     subprocess.run(["bash", str(extract), str(destination)], check=True, capture_output=True, timeout=600)
     return destination
+
+
+@pytest.fixture(scope="session")
+def cifar_crops(real_data, tmp_path_factory) -> Path:
+    """A small folder of real CIFAR-10 (JPEG copy) images with train/ and test/ splits."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("cifar-small")
+    for split, count in (("train", 96), ("test", 24)):
+        source = sorted((real_data / "cifar10-jpg" / split).rglob("*.jpg"))[:count]
+        (folder / split).mkdir()
+        for path in source:
+            shutil.copy(path, folder / split / f"{path.parent.name}-{path.name}")
+    return folder
+
+
+# A tiny, fast architecture and schedule for command-line tests.
+TINY_TRAINING = [
+    "--hidden", "8", "--solver", "rk4", "--step-size", "0.5", "--eval-solver", "rk4", "--eval-step-size", "0.5",
+    "--batch-size", "16", "--validate-every", "2", "--validation-images", "16", "--warmup", "1",
+]
+
+
+@pytest.fixture(scope="session")
+def trained_stack(cifar_crops, tmp_path_factory):
+    """A 3-level stack (8x8, 16x16, 32x32) trained for two steps per level on real crops.
+
+    Returns:
+        ``(model_dir, report)``: the stack directory and the JSON report of ``mrcnf train``.
+    """
+    import json
+
+    from typer.testing import CliRunner
+
+    from mrcnf_cli.app import app
+
+    model = tmp_path_factory.mktemp("model") / "stack"
+    arguments = ["train", "--res", "3", "--data", str(cifar_crops), "--model", str(model), "--steps", "2", "--json", *TINY_TRAINING]
+    result = CliRunner().invoke(app, arguments)
+    assert result.exit_code == 0, result.output
+    return model, json.loads(result.stdout)

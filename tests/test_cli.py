@@ -1,8 +1,6 @@
 """The train and bpd commands end to end, and their handling of bad input."""
 
-import hashlib
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -11,55 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from mrcnf_cli.app import app
+from conftest import TINY_TRAINING
+from helpers import assert_one_line_error, digest, invoke
 
-runner = CliRunner()
-TINY = ["--hidden", "8", "--solver", "rk4", "--step-size", "0.5", "--eval-solver", "rk4", "--eval-step-size", "0.5",
-        "--batch-size", "16", "--validate-every", "2", "--validation-images", "16", "--warmup", "1"]
+TINY = TINY_TRAINING
 
 
-def invoke(*args):
-    return runner.invoke(app, [str(arg) for arg in args])
-
-
-def digest(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d (DEBUG|INFO|WARNING) ")
-
-
-def assert_one_line_error(result, code, *fragments):
-    """Check the exit code and that stderr holds log records and exactly one error line."""
-    assert result.exit_code == code, result.output
-    lines = [line for line in result.stderr.strip().splitlines() if not LOG_LINE.match(line)]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    for fragment in fragments:
-        assert fragment in lines[0]
-    assert "Traceback" not in result.stderr
-
-
-@pytest.fixture(scope="module")
-def cifar_crops(real_data, tmp_path_factory):
-    """A small folder of real CIFAR-10 (JPEG copy) images with train/ and test/ splits."""
-    folder = tmp_path_factory.mktemp("cifar-small")
-    for split, count in (("train", 96), ("test", 24)):
-        source = sorted((real_data / "cifar10-jpg" / split).rglob("*.jpg"))[:count]
-        (folder / split).mkdir()
-        for path in source:
-            shutil.copy(path, folder / split / f"{path.parent.name}-{path.name}")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def trained(cifar_crops, tmp_path_factory):
-    model = tmp_path_factory.mktemp("model") / "stack"
-    result = invoke("train", "--res", 3, "--data", cifar_crops, "--model", model, "--steps", 2, "--json", *TINY)
-    assert result.exit_code == 0, result.output
-    return model, json.loads(result.stdout)
+@pytest.fixture
+def trained(trained_stack):
+    return trained_stack
 
 
 def test_train_writes_stack(trained):

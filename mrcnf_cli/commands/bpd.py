@@ -11,6 +11,9 @@ from rich.table import Table
 
 from mrcnf_cli.app import app
 from mrcnf_cli.commands.common import (
+    complete_dataset,
+    complete_solver,
+    complete_trace,
     ConvertOption,
     DataDirOption,
     DeviceOption,
@@ -23,6 +26,7 @@ from mrcnf_cli.commands.common import (
     default_device,
     default_model_dir,
     print_json,
+    read_paths_from_stdin,
     setup_logging,
 )
 from mrcnf_cli.solvers import SolverConfig
@@ -31,14 +35,14 @@ from mrcnf_cli.workflows import evaluate_model, resolve_device
 
 @app.command()
 def bpd(
-    images: Annotated[Optional[list[Path]], typer.Argument(help="Image files to evaluate, one row each (instead of --data).", show_default=False)] = None,
+    images: Annotated[Optional[list[Path]], typer.Argument(help="Image files to evaluate, one row each (instead of --data); - reads one path per line from stdin.", show_default=False)] = None,
     model: ModelOption = None,
-    data: Annotated[Optional[str], typer.Option("--data", help="Data set name or path to evaluate.")] = None,
+    data: Annotated[Optional[str], typer.Option("--data", help="Data set name or path to evaluate.", autocompletion=complete_dataset)] = None,
     split: Annotated[str, typer.Option("--split", help="Split of --data: train, test or all.")] = "test",
     data_dir: DataDirOption = None,
     image_size: Annotated[Optional[int], typer.Option("--image-size", min=1, help="Box-downsample the images to this size in pixels first.")] = None,
-    trace: Annotated[str, typer.Option("--trace", help="Divergence: hutchinson (one probe per solve, unbiased) or exact (slow, small images).")] = "hutchinson",
-    solver: Annotated[Optional[str], typer.Option("--solver", help="Evaluation solver; default: the one recorded in each level file (dopri5).")] = None,
+    trace: Annotated[str, typer.Option("--trace", help="Divergence: hutchinson (one probe per solve, unbiased) or exact (slow, small images).", autocompletion=complete_trace)] = "hutchinson",
+    solver: Annotated[Optional[str], typer.Option("--solver", help="Evaluation solver; default: the one recorded in each level file (dopri5).", autocompletion=complete_solver)] = None,
     atol: Annotated[float, typer.Option("--atol", help="Absolute tolerance with --solver.")] = 1e-5,
     rtol: Annotated[float, typer.Option("--rtol", help="Relative tolerance with --solver.")] = 1e-5,
     step_size: Annotated[Optional[float], typer.Option("--step-size", help="Step of a fixed-grid --solver, in ODE time units.")] = None,
@@ -57,6 +61,7 @@ def bpd(
     """
     setup_logging(verbose=verbose, quiet=quiet)
     with command_errors(verbose=verbose):
+        images = read_paths_from_stdin(images)
         evaluation = evaluate_model(
             Path(model or default_model_dir()),
             data=data,

@@ -8,21 +8,25 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.logging import RichHandler
 
+from mrcnf_cli.cnf import PROBES, TRACE_ESTIMATORS
+from mrcnf_cli.data import DATASETS
 from mrcnf_cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, MrcnfError
+from mrcnf_cli.multires import PYRAMID_MAPS
+from mrcnf_cli.solvers import SOLVERS
 
 logger = logging.getLogger("mrcnf_cli")
 
 
 def setup_logging(*, verbose: bool = False, quiet: bool = False) -> None:
     """Send log records to stderr: rich formatting on a terminal, plain lines otherwise."""
-    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.INFO
     if sys.stderr.isatty():
         handler: logging.Handler = RichHandler(show_path=False, markup=False)
         handler.setFormatter(logging.Formatter("%(message)s"))
@@ -54,6 +58,24 @@ def command_errors(*, verbose: bool = False) -> Iterator[None]:
         raise typer.Exit(EXIT_FAILURE) from None
 
 
+def completer(names: Iterable[str]) -> Callable[[str], list[str]]:
+    """Return a shell-completion callback that offers the names starting with what was typed."""
+    choices = sorted(names)
+
+    def complete(incomplete: str) -> list[str]:
+        return [name for name in choices if name.startswith(incomplete)]
+
+    return complete
+
+
+complete_dataset = completer(DATASETS)
+complete_solver = completer(SOLVERS)
+complete_map = completer(PYRAMID_MAPS)
+complete_trace = completer(TRACE_ESTIMATORS)
+complete_probe = completer(PROBES)
+complete_device = completer(["auto", "cpu", "cuda", "cuda:0"])
+
+
 def default_model_dir() -> str:
     return os.environ.get("MRCNF_MODEL", "mrcnf-model")
 
@@ -71,7 +93,13 @@ DataDirOption = Annotated[
     typer.Option("--data-dir", help="Folder holding the named data sets. Default: $MRCNF_DATA, else ./data.", show_default=False),
 ]
 DeviceOption = Annotated[
-    str, typer.Option("--device", help="auto, cpu, cuda or cuda:N. Default: $MRCNF_DEVICE, else auto (CUDA when present).", show_default=False)
+    str,
+    typer.Option(
+        "--device",
+        help="auto, cpu, cuda or cuda:N. Default: $MRCNF_DEVICE, else auto (CUDA when present).",
+        show_default=False,
+        autocompletion=complete_device,
+    ),
 ]
 SeedOption = Annotated[int, typer.Option("--seed", min=0, help="Random seed (data order, dequantization noise, probes).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of a table.")]
@@ -87,3 +115,11 @@ def print_json(values: dict) -> None:
     """Write one JSON document to stdout."""
     sys.stdout.write(json.dumps(values, indent=2) + "\n")
     sys.stdout.flush()
+
+
+def read_paths_from_stdin(paths: list[Path] | None) -> list[Path] | None:
+    """Replace a single "-" argument by the paths read from stdin, one per line."""
+    if paths and [str(path) for path in paths] == ["-"]:
+        return [Path(line.strip()) for line in sys.stdin if line.strip()]
+    return paths
+

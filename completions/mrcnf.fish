@@ -1,0 +1,1 @@
+complete --command mrcnf --no-files --arguments "(env _MRCNF_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) mrcnf)" --condition "env _MRCNF_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) mrcnf"
