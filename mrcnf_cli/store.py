@@ -83,8 +83,8 @@ class Manifest:
             if version != FORMAT_VERSION:
                 raise ModelFileError(f"{path}: format version {version} is not supported; this mrcnf reads version {FORMAT_VERSION}")
             sizes = [tuple(int(side) for side in level["size"]) for level in values["levels"]]
+            StackConfig(map=values["map"], channels=int(values["channels"]))
             manifest = cls(map=values["map"], channels=int(values["channels"]), sizes=sizes, data=values.get("data", {}))
-            manifest.config  # validates map and channels
         except (KeyError, TypeError, ValueError) as error:
             if isinstance(error, ModelFileError):
                 raise
@@ -266,10 +266,10 @@ def load_level(path: Path) -> tuple[Level, dict]:
                 f"expected {tuple(reference.shape)} floating point; retrain that level"
             )
         if not torch.isfinite(tensor).all():
-            raise ModelFileError(f"level file {path}: tensor {name!r} holds NaN or infinite values; retrain that level")
+            raise ModelFileError(f"level file {path}: tensor {name!r} contains NaN or infinite values; retrain that level")
     unexpected = sorted(set(tensors) - set(expected))
     if unexpected:
-        raise ModelFileError(f"level file {path} holds unexpected tensors {unexpected}; it belongs to another model")
+        raise ModelFileError(f"level file {path} contains unexpected tensors {unexpected}; it belongs to another model")
 
     level.load_state_dict({name: tensors[name].to(expected[name].dtype) for name in expected})
     return level.eval(), info
@@ -308,7 +308,7 @@ def load_stack(model_dir: Path, *, device: torch.device | str = "cpu", trained_o
             break
         level, info = load_level(path)
         if tuple(level.config.size) != tuple(size):
-            raise ModelFileError(f"level file {path} holds a level of size {format_sizes([level.config.size])}, not {format_sizes([size])}")
+            raise ModelFileError(f"level file {path} contains a level of size {format_sizes([level.config.size])}, not {format_sizes([size])}")
         levels.append(level)
         infos.append(info)
         paths.append(path)
@@ -346,7 +346,7 @@ def describe_stack(model_dir: Path) -> dict:
             levels.append(entry)
             continue
         if tuple(level.config.size) != tuple(size):
-            entry["status"] = f"invalid: holds a level of size {format_sizes([level.config.size])}"
+            entry["status"] = f"invalid: contains a level of size {format_sizes([level.config.size])}"
         else:
             entry["status"] = "ok"
         config = level.config

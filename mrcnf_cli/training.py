@@ -16,19 +16,21 @@ import math
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
 
-from mrcnf_cli.errors import InputError, ModelFileError, NonFiniteError
-from mrcnf_cli.level import Level
+from mrcnf_cli.checkpoint import TrainingState, load_checkpoint, save_checkpoint
+from mrcnf_cli.distributed import Distributed
+from mrcnf_cli.errors import InputError, NonFiniteError
 from mrcnf_cli.stack import MultiResFlow, dequantize
-from mrcnf_cli.store import atomic_save_tensors, level_file_name, run_directory, save_level
+from mrcnf_cli.store import level_file_name, run_directory, save_level
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +46,8 @@ class TrainOptions:
         steps: stop after this many optimizer steps in total (None: no step limit).
         epochs: stop after this many passes over the training images (None: no limit).
         max_time: stop after this many seconds of training in this call (None: no limit).
-        batch_size: training images per step.
+        batch_size: training images per step and process; a distributed step uses
+            ``batch_size * world_size`` images.
         learning_rate: Adam learning rate after warmup.
         warmup_steps: steps of the linear learning-rate warmup from 0.
         max_grad_norm: gradient-norm clipping threshold.
@@ -139,19 +142,6 @@ class LoggingReporter:
 
 
 @dataclass
-class TrainingState:
-    """Counters of a level's training, saved in its checkpoint."""
-
-    step: int = 0
-    epoch: int = 0
-    position: int = 0
-    seconds: float = 0.0
-    consecutive_failures: int = 0
-    skipped_steps: int = 0
-    best_validation_bpd: float | None = None
-
-
-@dataclass
 class LevelResult:
     """What one call of :func:`train_level` did."""
 
@@ -212,17 +202,40 @@ def validation_bpd(stack: MultiResFlow, level_index: int, images: np.ndarray, *,
     return total / count, round(sum(nfe) / len(nfe))
 
 
-def train_level(
-    stack: MultiResFlow,
-    level_index: int,
-    train_images: np.ndarray,
-    validation_images: np.ndarray,
-    *,
-    model_dir: Path,
-    options: TrainOptions,
-    data_info: dict,
-    reporter: TrainingReporter | None = None,
-) -> LevelResult:
+class _SilentReporter:
+    """The reporter of every process but the first in a distributed job."""
+
+    def start(self, level: str, total_steps: int | None, first_step: int) -> None:
+        pass
+
+    def step(self, metrics: dict) -> None:
+        pass
+
+    def validation(self, metrics: dict) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+class LevelObjective(nn.Module):
+    """The training loss of one level as a module, so that DistributedDataParallel can wrap it.
+
+    Only the level is a submodule, so only its parameters are trained and synchronised.
+    """
+
+    def __init__(self, stack: MultiResFlow, level_index: int, options: TrainOptions):
+        super().__init__()
+        self.level = stack.levels[level_index]
+        self.level_index = level_index
+        self.options = options
+        self._stack = (stack,)
+
+    def forward(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        return level_loss(self._stack[0], self.level_index, images, generator, self.options)
+
+
+class LevelTrainer:
     """Train one level of a stack and save it into the stack directory.
 
     Args:
@@ -235,148 +248,246 @@ def train_level(
         options: optimisation settings.
         data_info: description of the training data, recorded in the level file.
         reporter: progress receiver; log lines when None.
-
-    Returns:
-        A :class:`LevelResult`.
-
-    Raises:
-        NonFiniteError: ``max_failures`` consecutive steps had a non-finite loss or gradient.
-        KeyboardInterrupt: after saving the checkpoint, on Ctrl-C.
+        world: this process's place in a distributed job. Every process trains on its own shard
+            of each global batch with its own random generator; only the first writes files.
     """
-    level = stack.levels[level_index]
-    name = level.config.name
-    device = next(level.parameters()).device
-    reporter = reporter or LoggingReporter(options.log_every)
-    run_dir = run_directory(model_dir, level.config.size)
-    level_path = Path(model_dir) / level_file_name(level.config.size)
-    if len(train_images) == 0:
-        raise InputError("the training set is empty")
-    validation_images = validation_images[: options.validation_images]
-    if len(validation_images) == 0:
-        raise InputError("the validation set is empty; give a data set with a test split")
 
-    # 1. Optimizer and state, restored from the checkpoint when resuming.
-    optimizer = torch.optim.Adam(level.parameters(), lr=options.learning_rate)
-    generator = torch.Generator(device=device).manual_seed(options.seed)
-    state = TrainingState()
-    if options.resume and (run_dir / CHECKPOINT_NAME).exists():
-        state = load_checkpoint(run_dir / CHECKPOINT_NAME, level, optimizer, generator)
-        logger.info("level %s: resuming from step %d (%s)", name, state.step, run_dir / CHECKPOINT_NAME)
+    def __init__(
+        self,
+        stack: MultiResFlow,
+        level_index: int,
+        train_images: np.ndarray,
+        validation_images: np.ndarray,
+        *,
+        model_dir: Path,
+        options: TrainOptions,
+        data_info: dict,
+        reporter: TrainingReporter | None = None,
+        world: Distributed = Distributed(),
+    ):
+        self.stack = stack
+        self.level_index = level_index
+        self.level = stack.levels[level_index]
+        self.name = self.level.config.name
+        self.device = next(self.level.parameters()).device
+        self.options = options
+        self.data_info = data_info
+        self.world = world
+        self.reporter = (reporter or LoggingReporter(options.log_every)) if world.is_main else _SilentReporter()
+        self.run_dir = run_directory(model_dir, self.level.config.size)
+        self.level_path = Path(model_dir) / level_file_name(self.level.config.size)
 
-    def save_all(validated_bpd: float | None = None) -> None:
-        save_checkpoint(run_dir / CHECKPOINT_NAME, level, optimizer, generator, state)
+        if len(train_images) < world.world_size:
+            raise InputError(f"the training set has {len(train_images)} images, fewer than the {world.world_size} processes")
+        self.train_images = train_images
+        self.validation_images = validation_images[: options.validation_images]
+        if len(self.validation_images) == 0:
+            raise InputError("the validation set is empty; give a data set with a test split")
+        self.images_per_process = len(train_images) // world.world_size
+        self.batch_size = min(options.batch_size, self.images_per_process)
+
+        # Optimizer and state, restored from the checkpoint when resuming.
+        self.optimizer = torch.optim.Adam(self.level.parameters(), lr=options.learning_rate)
+        self.generator = torch.Generator(device=self.device).manual_seed(options.seed + 1_000_003 * world.rank)
+        self.state = TrainingState(world_size=world.world_size)
+        checkpoint = self.run_dir / CHECKPOINT_NAME
+        if options.resume and checkpoint.exists():
+            self.state = load_checkpoint(
+                checkpoint, self.level, self.optimizer, self.generator, rank=world.rank, world_size=world.world_size
+            )
+            logger.info("level %s: resuming from step %d (%s)", self.name, self.state.step, checkpoint)
+
+        objective = LevelObjective(stack, level_index, options)
+        if world.enabled:
+            device_ids = [self.device] if self.device.type == "cuda" else None
+            self.model: nn.Module = DistributedDataParallel(objective, device_ids=device_ids)
+        else:
+            self.model = objective
+        self._order: torch.Tensor | None = None
+        self._order_epoch: int | None = None
+
+    def run(self) -> LevelResult:
+        """Train until a budget runs out; validate, checkpoint and save the best level on the way.
+
+        Raises:
+            NonFiniteError: ``max_failures`` consecutive steps had a non-finite loss or gradient.
+            KeyboardInterrupt: after saving the checkpoint, on Ctrl-C.
+        """
+        state, options = self.state, self.options
+        if state.step and self.level_path.exists() and self._budget_left(0.0) in ("steps", "epochs"):
+            logger.info("level %s: already trained for %d steps; raise --steps or --epochs to continue", self.name, state.step)
+            return LevelResult(self.name, state.step, state.skipped_steps, state.best_validation_bpd, 0.0, "already trained")
+
+        started = time.monotonic()
+        seconds_before = state.seconds
+        stopped_by = "steps"
+        self.level.train()
+        self.reporter.start(self.name, options.steps, state.step)
+
+        with _deferred_interrupt() as interrupted:
+            while True:
+                stopped_by = self._budget_left(time.monotonic() - started)
+                if self.world.any_true(bool(stopped_by) or interrupted(), self.device):
+                    stopped_by = stopped_by or "max_time"
+                    break
+
+                self._step()
+                state.seconds = seconds_before + time.monotonic() - started
+                if state.consecutive_failures == 0 and state.step % options.validate_every == 0:
+                    self._validate()
+
+            if self.world.any_true(interrupted(), self.device):
+                self._save()
+                self.reporter.finish()
+                logger.warning("level %s: interrupted at step %d; state saved to %s", self.name, state.step, self.run_dir)
+                raise KeyboardInterrupt
+
+        # A final validation unless the last step was just validated.
+        if state.step % options.validate_every != 0 or not self.level_path.exists():
+            self._validate()
+        self.reporter.finish()
+        return LevelResult(self.name, state.step, state.skipped_steps, state.best_validation_bpd, state.seconds, stopped_by)
+
+    def _step(self) -> None:
+        """Take one optimizer step, or skip it on every process when any sees a non-finite value."""
+        state, options = self.state, self.options
+        step_started = time.monotonic()
+        images = self._next_batch()
+
+        # 1. Loss and gradients; all processes agree on finiteness before the collective backward.
+        loss, bits = self.model(images, self.generator)
+        self.optimizer.zero_grad(set_to_none=True)
+        # NOTE: this reads the loss on the host, one device sync per step, because every process
+        # must decide to skip together.
+        finite_loss = self.world.all_agree(bool(torch.isfinite(loss.detach())), self.device)
+        grad_norm = float("nan")
+        if finite_loss:
+            loss.backward()
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.level.parameters(), options.max_grad_norm))
+
+        # 2. Skip a non-finite step; stop after too many in a row.
+        if not (finite_loss and math.isfinite(grad_norm)):
+            state.consecutive_failures += 1
+            state.skipped_steps += 1
+            self.optimizer.zero_grad(set_to_none=True)
+            logger.warning(
+                "level %s: skipped a step with a non-finite %s (%d in a row)",
+                self.name, "loss" if not finite_loss else "gradient", state.consecutive_failures,
+            )
+            if state.consecutive_failures >= options.max_failures:
+                raise NonFiniteError(
+                    f"level {self.name}: {state.consecutive_failures} steps in a row had non-finite values; "
+                    "the last good files are kept; lower --lr or tighten the solver tolerance"
+                )
+            return
+
+        # 3. The update, with the learning rate of a linear warmup.
+        for group in self.optimizer.param_groups:
+            group["lr"] = options.learning_rate * min(1.0, (state.step + 1) / max(1, options.warmup_steps))
+        self.optimizer.step()
+        state.step += 1
+        state.consecutive_failures = 0
+
+        metrics = {
+            "level": self.name,
+            "step": state.step,
+            "loss": float(loss.detach()),
+            "bpd": float(bits.detach().mean()),
+            "nfe": self.level.nfe,
+            "grad_norm": grad_norm,
+            "learning_rate": self.optimizer.param_groups[0]["lr"],
+            "seconds_per_step": time.monotonic() - step_started,
+        }
+        if self.world.is_main:
+            append_metrics(self.run_dir, metrics)
+        self.reporter.step(metrics)
+
+    def _next_batch(self) -> torch.Tensor:
+        """Return this process's share of the next global batch and advance the position."""
+        state = self.state
+        if self._order_epoch != state.epoch:
+            self._order = epoch_order(len(self.train_images), state.epoch, self.options.seed, self.world)
+            self._order_epoch = state.epoch
+        indices = self._order[state.position : state.position + self.batch_size].numpy()
+
+        state.position += self.batch_size
+        if state.position + self.batch_size > self.images_per_process:
+            state.epoch, state.position = state.epoch + 1, 0
+        return torch.from_numpy(np.ascontiguousarray(self.train_images[np.sort(indices)])).to(self.device)
+
+    def _validate(self) -> None:
+        # NOTE: every process computes the same validation BPD (same images, same seed), so that
+        # all of them agree on the best level without another collective.
+        bpd, nfe = validation_bpd(
+            self.stack, self.level_index, self.validation_images, batch_size=self.options.batch_size, seed=self.options.seed + 1
+        )
+        best = self.state.best_validation_bpd is None or bpd < self.state.best_validation_bpd
+        if best:
+            self.state.best_validation_bpd = bpd
+        self._save(bpd if best or not self.level_path.exists() else None)
+
+        metrics = {
+            "level": self.name, "step": self.state.step, "validation_bpd": bpd,
+            "validation_images": len(self.validation_images), "nfe": nfe, "best": best,
+        }
+        if self.world.is_main:
+            append_metrics(self.run_dir, metrics)
+        self.reporter.validation(metrics)
+
+    def _save(self, validated_bpd: float | None = None) -> None:
+        """Save the checkpoint (every process's generator state included) and, when given, the level file."""
+        generator_states = self.world.gather_tensors(self.generator.get_state().to(self.device))
+        if not self.world.is_main:
+            return
+        save_checkpoint(self.run_dir / CHECKPOINT_NAME, self.level, self.optimizer, [s.cpu() for s in generator_states], self.state)
         if validated_bpd is not None:
             info = {
-                **data_info,
-                "steps": state.step,
+                **self.data_info,
+                "steps": self.state.step,
                 "validation_bpd": validated_bpd,
-                "validation_images": len(validation_images),
-                "parameters": sum(parameter.numel() for parameter in level.parameters()),
-                "trained_seconds": round(state.seconds, 1),
+                "validation_images": len(self.validation_images),
+                "parameters": sum(parameter.numel() for parameter in self.level.parameters()),
+                "trained_seconds": round(self.state.seconds, 1),
             }
-            save_level(level_path, level, info)
+            save_level(self.level_path, self.level, info)
 
-    def validate() -> None:
-        bpd, nfe = validation_bpd(stack, level_index, validation_images, batch_size=options.batch_size, seed=options.seed + 1)
-        best = state.best_validation_bpd is None or bpd < state.best_validation_bpd
-        if best:
-            state.best_validation_bpd = bpd
-        save_all(bpd if best or not level_path.exists() else None)
-        metrics = {"level": name, "step": state.step, "validation_bpd": bpd, "validation_images": len(validation_images), "nfe": nfe, "best": best}
-        append_metrics(run_dir, metrics)
-        reporter.validation(metrics)
-
-    if state.step and level_path.exists() and _budget_exhausted(state, options, 0.0, len(train_images)) in ("steps", "epochs"):
-        logger.info("level %s: already trained for %d steps; raise --steps or --epochs to continue", name, state.step)
-        return LevelResult(name, state.step, state.skipped_steps, state.best_validation_bpd, 0.0, "already trained")
-
-    # 2. The loop: one batch per step until a budget runs out.
-    batch_size = min(options.batch_size, len(train_images))
-    started = time.monotonic()
-    seconds_before = state.seconds
-    stopped_by = "steps"
-    level.train()
-    reporter.start(name, options.steps, state.step)
-
-    with _deferred_interrupt() as interrupted:
-        while True:
-            stopped_by = _budget_exhausted(state, options, time.monotonic() - started, len(train_images))
-            if stopped_by or interrupted():
-                break
-
-            step_started = time.monotonic()
-            indices = epoch_order(len(train_images), state.epoch, options.seed)[state.position : state.position + batch_size]
-            images = torch.from_numpy(np.ascontiguousarray(train_images[np.sort(indices.numpy())])).to(device)
-
-            loss, bits = level_loss(stack, level_index, images, generator, options)
-            optimizer.zero_grad(set_to_none=True)
-            finite_loss = bool(torch.isfinite(loss.detach()))
-            grad_norm = float("nan")
-            if finite_loss:
-                loss.backward()
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(level.parameters(), options.max_grad_norm))
-
-            state.position += batch_size
-            if state.position + batch_size > len(train_images):
-                state.epoch, state.position = state.epoch + 1, 0
-            state.seconds = seconds_before + time.monotonic() - started
-
-            # NOTE: reading the loss and gradient norm syncs with the device once per step; the
-            # skip decision needs them on the host.
-            if not (finite_loss and math.isfinite(grad_norm)):
-                state.consecutive_failures += 1
-                state.skipped_steps += 1
-                optimizer.zero_grad(set_to_none=True)
-                logger.warning(
-                    "level %s: skipped a step with a non-finite %s (%d in a row)",
-                    name, "loss" if not finite_loss else "gradient", state.consecutive_failures,
-                )
-                if state.consecutive_failures >= options.max_failures:
-                    raise NonFiniteError(
-                        f"level {name}: {state.consecutive_failures} steps in a row had non-finite values; "
-                        "the last good files are kept; lower --lr or tighten the solver tolerance"
-                    )
-                continue
-
-            for group in optimizer.param_groups:
-                group["lr"] = options.learning_rate * min(1.0, (state.step + 1) / max(1, options.warmup_steps))
-            optimizer.step()
-            state.step += 1
-            state.consecutive_failures = 0
-
-            metrics = {
-                "level": name,
-                "step": state.step,
-                "loss": float(loss.detach()),
-                "bpd": float(bits.detach().mean()),
-                "nfe": level.nfe,
-                "grad_norm": grad_norm,
-                "learning_rate": optimizer.param_groups[0]["lr"],
-                "seconds_per_step": time.monotonic() - step_started,
-            }
-            append_metrics(run_dir, metrics)
-            reporter.step(metrics)
-
-            if state.step % options.validate_every == 0:
-                validate()
-
-        if interrupted():
-            save_all()
-            reporter.finish()
-            logger.warning("level %s: interrupted at step %d; state saved to %s", name, state.step, run_dir)
-            raise KeyboardInterrupt
-
-    # 3. A final validation unless the last step was just validated.
-    if state.step % options.validate_every != 0 or not level_path.exists():
-        validate()
-    reporter.finish()
-    return LevelResult(name, state.step, state.skipped_steps, state.best_validation_bpd, state.seconds, stopped_by)
+    def _budget_left(self, elapsed: float) -> str:
+        return _budget_exhausted(self.state, self.options, elapsed, self.images_per_process)
 
 
-def epoch_order(count: int, epoch: int, seed: int) -> torch.Tensor:
-    """Return the shuffled image order of one epoch, a function of (seed, epoch) alone."""
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(count, generator=generator)
+def train_level(
+    stack: MultiResFlow,
+    level_index: int,
+    train_images: np.ndarray,
+    validation_images: np.ndarray,
+    *,
+    model_dir: Path,
+    options: TrainOptions,
+    data_info: dict,
+    reporter: TrainingReporter | None = None,
+    world: Distributed = Distributed(),
+) -> LevelResult:
+    """Train one level of a stack and save it into the stack directory; see :class:`LevelTrainer`."""
+    if len(train_images) == 0:
+        raise InputError("the training set is empty")
+    trainer = LevelTrainer(
+        stack, level_index, train_images, validation_images,
+        model_dir=model_dir, options=options, data_info=data_info, reporter=reporter, world=world,
+    )
+    return trainer.run()
+
+
+def epoch_order(count: int, epoch: int, seed: int, world: Distributed = Distributed()) -> torch.Tensor:
+    """Return this process's shuffled image order for one epoch, a function of (seed, epoch, rank).
+
+    torch's DistributedSampler shuffles all indices with the seed and epoch, then gives process
+    r every world_size-th index from r; a single process gets the whole permutation.
+    """
+    sampler = DistributedSampler(
+        range(count), num_replicas=world.world_size, rank=world.rank, shuffle=True, seed=seed, drop_last=True
+    )
+    sampler.set_epoch(epoch)
+    return torch.tensor(list(sampler))
 
 
 def _budget_exhausted(state: TrainingState, options: TrainOptions, elapsed: float, image_count: int) -> str:
@@ -416,51 +527,3 @@ def append_metrics(run_dir: Path, metrics: dict) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / METRICS_NAME, "a") as handle:
         handle.write(json.dumps(metrics) + "\n")
-
-
-def save_checkpoint(path: Path, level: Level, optimizer: torch.optim.Optimizer, generator: torch.Generator, state: TrainingState) -> None:
-    """Save weights, optimizer moments, generator state and counters; no pickle."""
-    tensors = {f"model.{name}": tensor for name, tensor in level.state_dict().items()}
-
-    optimizer_state = optimizer.state_dict()
-    for index, values in optimizer_state["state"].items():
-        for key, tensor in values.items():
-            tensors[f"optimizer.{index}.{key}"] = torch.as_tensor(tensor)
-    tensors["generator"] = generator.get_state()
-
-    metadata = {
-        "config": json.dumps(level.config.to_dict()),
-        "state": json.dumps(asdict(state)),
-        "param_groups": json.dumps(optimizer_state["param_groups"]),
-    }
-    atomic_save_tensors(path, tensors, metadata)
-
-
-def load_checkpoint(path: Path, level: Level, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> TrainingState:
-    """Restore what :func:`save_checkpoint` saved; raise ModelFileError when it does not fit."""
-    try:
-        tensors = load_file(str(path))
-        with safe_open(str(path), "pt") as handle:
-            metadata = handle.metadata() or {}
-        config = json.loads(metadata["config"])
-        state = TrainingState(**json.loads(metadata["state"]))
-        param_groups = json.loads(metadata["param_groups"])
-    except Exception as error:  # noqa: BLE001 - any damage means the same thing to the user
-        raise ModelFileError(f"checkpoint {path} is damaged ({error}); delete it or pass --no-resume") from None
-
-    if config != level.config.to_dict():
-        raise ModelFileError(
-            f"checkpoint {path} was trained with other level settings; pass --no-resume to start this level over"
-        )
-
-    device = next(level.parameters()).device
-    level.load_state_dict({name[len("model."):]: tensor for name, tensor in tensors.items() if name.startswith("model.")})
-
-    optimizer_state: dict = {"state": {}, "param_groups": param_groups}
-    for name, tensor in tensors.items():
-        if name.startswith("optimizer."):
-            _, index, key = name.split(".", 2)
-            optimizer_state["state"].setdefault(int(index), {})[key] = tensor.to(device) if key != "step" else tensor
-    optimizer.load_state_dict(optimizer_state)
-    generator.set_state(tensors["generator"])
-    return state

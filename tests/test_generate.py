@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-import mrcnf_cli.workflows as workflows
+import mrcnf_cli.jobs.generation as generation_jobs
 from mrcnf_cli.generate import clip_keeping_block_means, continuous_input, parse_temperatures, quantize, superres_images
 from mrcnf_cli.errors import InputError
 from mrcnf_cli.store import load_stack
@@ -30,7 +30,7 @@ def test_sample_same_seed_same_bytes(trained_stack, tmp_path):
     model, _ = trained_stack
     first = invoke("sample", "--model", model, "-n", 4, "--seed", 7, "--out", tmp_path / "a.png", "--json")
     second = invoke("sample", "--model", model, "-n", 4, "--seed", 7, "--out", tmp_path / "b.png")
-    other = invoke("sample", "--model", model, "-n", 4, "--seed", 8, "--out", tmp_path / "c.png")
+    invoke("sample", "--model", model, "-n", 4, "--seed", 8, "--out", tmp_path / "c.png")
 
     assert first.exit_code == 0, first.output
     assert second.exit_code == 0, second.output
@@ -70,7 +70,7 @@ def test_sample_bad_temperature(trained_stack, tmp_path, value):
 
 
 def test_sample_all_non_finite_exits_one(trained_stack, tmp_path, monkeypatch):
-    original = workflows.sample_images
+    original = generation_jobs.sample_images
 
     def poisoned(*args, **kwargs):
         generated = original(*args, **kwargs)
@@ -78,7 +78,7 @@ def test_sample_all_non_finite_exits_one(trained_stack, tmp_path, monkeypatch):
         generated.finite[:] = False
         return generated
 
-    monkeypatch.setattr(workflows, "sample_images", poisoned)
+    monkeypatch.setattr(generation_jobs, "sample_images", poisoned)
     result = invoke("sample", "--model", trained_stack[0], "-n", 2, "--out", tmp_path / "nan.png")
     assert_one_line_error(result, 1, "all 2 samples had non-finite values")
     assert not (tmp_path / "nan.png").exists()

@@ -77,7 +77,7 @@ def test_nan_tensor_named(tmp_path):
     with safe_open(str(path), "pt") as handle:
         metadata = handle.metadata()
     save_file(tensors, str(path), metadata=metadata)
-    with pytest.raises(ModelFileError, match=rf"level-04x04.safetensors: tensor '{name}' holds NaN"):
+    with pytest.raises(ModelFileError, match=rf"level-04x04.safetensors: tensor '{name}' contains NaN"):
         load_stack(tmp_path)
 
 
@@ -106,7 +106,7 @@ def test_level_of_wrong_size_named(tmp_path):
     os.replace(tmp_path / "level-04x04.safetensors", tmp_path / "level-08x08.safetensors")
     write_stack(tmp_path / "other")
     os.replace(tmp_path / "other" / "level-04x04.safetensors", tmp_path / "level-04x04.safetensors")
-    with pytest.raises(ModelFileError, match=r"level-08x08.safetensors holds a level of size 4x4"):
+    with pytest.raises(ModelFileError, match=r"level-08x08.safetensors contains a level of size 4x4"):
         load_stack(tmp_path)
 
 

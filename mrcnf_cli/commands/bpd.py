@@ -30,7 +30,8 @@ from mrcnf_cli.commands.common import (
     setup_logging,
 )
 from mrcnf_cli.solvers import SolverConfig
-from mrcnf_cli.workflows import evaluate_model, resolve_device
+from mrcnf_cli.jobs.evaluation import evaluate_model
+from mrcnf_cli.parsing import resolve_device
 
 
 @app.command()

@@ -27,6 +27,9 @@ logger = logging.getLogger("mrcnf_cli")
 def setup_logging(*, verbose: bool = False, quiet: bool = False) -> None:
     """Send log records to stderr: rich formatting on a terminal, plain lines otherwise."""
     level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.INFO
+    if not is_main_process():
+        # In a torchrun job only rank 0 logs progress; the other processes log errors.
+        level = logging.ERROR
     if sys.stderr.isatty():
         handler: logging.Handler = RichHandler(show_path=False, markup=False)
         handler.setFormatter(logging.Formatter("%(message)s"))
@@ -74,6 +77,11 @@ complete_map = completer(PYRAMID_MAPS)
 complete_trace = completer(TRACE_ESTIMATORS)
 complete_probe = completer(PROBES)
 complete_device = completer(["auto", "cpu", "cuda", "cuda:0"])
+
+
+def is_main_process() -> bool:
+    """Return False in every process of a torchrun job except rank 0."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def default_model_dir() -> str:

@@ -23,11 +23,13 @@ from mrcnf_cli.commands.common import (
     command_errors,
     default_device,
     default_model_dir,
+    is_main_process,
     setup_logging,
 )
 from mrcnf_cli.commands.progress import RichReporter
 from mrcnf_cli.commands.train import print_level_results
-from mrcnf_cli.workflows import extend_stack, resolve_device
+from mrcnf_cli.jobs.training import extend_stack
+from mrcnf_cli.parsing import resolve_device
 
 
 @app.command()
@@ -78,4 +80,5 @@ def extend(
             reporter=RichReporter() if sys.stderr.isatty() and not quiet else None,
         )
 
-    print_level_results(model_dir, [result], json_output=json_output)
+    if is_main_process():
+        print_level_results(model_dir, [result], json_output=json_output)

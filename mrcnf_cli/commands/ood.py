@@ -29,8 +29,8 @@ from mrcnf_cli.commands.common import (
 )
 from mrcnf_cli.data import DATASETS
 from mrcnf_cli.ood import BUILT_IN_SETS, CODECS
-from mrcnf_cli.ood_eval import METHODS, ood_evaluation
-from mrcnf_cli.workflows import resolve_device
+from mrcnf_cli.jobs.ood import METHODS, ood_evaluation
+from mrcnf_cli.parsing import resolve_device
 
 POSITIVE_CLASS = "out-of-distribution (AUPR is given for both classes)"
 SCORE_DIRECTION = "higher score means out-of-distribution: bpd, S = bpd - L, and each level's share of the bpd"

@@ -27,8 +27,8 @@ from mrcnf_cli.commands.common import (
     setup_logging,
 )
 from mrcnf_cli.errors import InputError
-from mrcnf_cli.ood_eval import shuffle_evaluation
-from mrcnf_cli.workflows import resolve_device
+from mrcnf_cli.jobs.ood import shuffle_evaluation
+from mrcnf_cli.parsing import resolve_device
 
 
 def parse_patches(text: str) -> list[int]:

@@ -25,7 +25,8 @@ from mrcnf_cli.commands.common import (
     setup_logging,
 )
 from mrcnf_cli.generate import parse_temperatures
-from mrcnf_cli.workflows import resolve_device, superres_model
+from mrcnf_cli.jobs.generation import superres_model
+from mrcnf_cli.parsing import resolve_device
 
 
 @app.command()

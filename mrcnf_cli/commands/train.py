@@ -25,13 +25,15 @@ from mrcnf_cli.commands.common import (
     command_errors,
     default_device,
     default_model_dir,
+    is_main_process,
     print_json,
     setup_logging,
 )
 from mrcnf_cli.commands.progress import RichReporter
 from mrcnf_cli.training import LevelResult
 from mrcnf_cli.commands import training_options as options
-from mrcnf_cli.workflows import ModelOptions, parse_widths, resolve_device, train_stack
+from mrcnf_cli.jobs.training import ModelOptions, train_stack
+from mrcnf_cli.parsing import parse_widths, resolve_device
 
 ARCHITECTURE = "Architecture of new levels"
 
@@ -117,7 +119,8 @@ def train(
             reporter=RichReporter() if sys.stderr.isatty() and not quiet else None,
         )
 
-    print_level_results(model_dir, results, json_output=json_output)
+    if is_main_process():
+        print_level_results(model_dir, results, json_output=json_output)
 
 
 def print_level_results(model_dir: Path, results: list[LevelResult], *, json_output: bool) -> None:

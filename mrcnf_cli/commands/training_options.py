@@ -10,7 +10,7 @@ from mrcnf_cli.cnf import CNFConfig
 from mrcnf_cli.commands.common import complete_solver, complete_trace, complete_probe
 from mrcnf_cli.solvers import SolverConfig
 from mrcnf_cli.training import TrainOptions
-from mrcnf_cli.workflows import parse_duration
+from mrcnf_cli.parsing import parse_duration
 
 OPTIMISATION = "Optimisation"
 SOLVER = "ODE solver"
