@@ -53,13 +53,6 @@ def cifar_crops(real_data, tmp_path_factory) -> Path:
     return folder
 
 
-# A tiny, fast architecture and schedule for command-line tests.
-TINY_TRAINING = [
-    "--hidden", "8", "--solver", "rk4", "--step-size", "0.5", "--eval-solver", "rk4", "--eval-step-size", "0.5",
-    "--batch-size", "16", "--validate-every", "2", "--validation-images", "16", "--warmup", "1",
-]
-
-
 @pytest.fixture(scope="session")
 def trained_stack(cifar_crops, tmp_path_factory):
     """A 3-level stack (8x8, 16x16, 32x32) trained for two steps per level on real crops.
@@ -72,6 +65,8 @@ def trained_stack(cifar_crops, tmp_path_factory):
     from typer.testing import CliRunner
 
     from mrcnf_cli.app import app
+
+    from helpers import TINY_TRAINING
 
     model = tmp_path_factory.mktemp("model") / "stack"
     arguments = ["train", "--res", "3", "--data", str(cifar_crops), "--model", str(model), "--steps", "2", "--json", *TINY_TRAINING]

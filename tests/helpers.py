@@ -51,3 +51,10 @@ def assert_one_line_error(result, code, *fragments):
     for fragment in fragments:
         assert fragment in lines[0]
     assert "Traceback" not in result.stderr
+
+
+# A tiny, fast architecture and schedule for command-line tests.
+TINY_TRAINING = [
+    "--hidden", "8", "--solver", "rk4", "--step-size", "0.5", "--eval-solver", "rk4", "--eval-step-size", "0.5",
+    "--batch-size", "16", "--validate-every", "2", "--validation-images", "16", "--warmup", "1",
+]

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import TINY_TRAINING
-from helpers import assert_one_line_error, digest, invoke
+from helpers import TINY_TRAINING, assert_one_line_error, digest, invoke
 
 TINY = TINY_TRAINING
 

@@ -21,8 +21,7 @@ from mrcnf_cli.solvers import SolverConfig
 from mrcnf_cli.stack import dequantize
 from mrcnf_cli.training import LevelObjective, TrainOptions, train_level
 
-from conftest import TINY_TRAINING
-from helpers import randomize
+from helpers import TINY_TRAINING, randomize
 
 SOLVER = SolverConfig("rk4", step_size=0.25)
 CONFIG = CNFConfig(hidden=(8,), trace="exact", train_solver=SOLVER, eval_solver=SOLVER)

@@ -13,8 +13,7 @@ from mrcnf_cli.generate import clip_keeping_block_means, continuous_input, parse
 from mrcnf_cli.errors import InputError
 from mrcnf_cli.store import load_stack
 
-from conftest import TINY_TRAINING
-from helpers import assert_one_line_error, digest, invoke
+from helpers import TINY_TRAINING, assert_one_line_error, digest, invoke
 
 
 def block_means(pixels: np.ndarray) -> np.ndarray:

@@ -37,8 +37,7 @@ def test_readme_commands_run(real_data, tmp_path, monkeypatch):
     import numpy as np
     from PIL import Image
 
-    from conftest import TINY_TRAINING
-    from helpers import invoke
+    from helpers import TINY_TRAINING, invoke
 
     # 1. A small CIFAR-10 python release built from real images, and two image files.
     batches = tmp_path / "data" / "cifar-10-batches-py"
