@@ -213,3 +213,22 @@ def test_adaptive_solver_without_step_size_is_silent():
 def test_config_round_trips_through_dict():
     config = CNFConfig(hidden=(16, 32), trace="exact", probe="rademacher", eval_solver=SolverConfig("rk4", step_size=0.1))
     assert CNFConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize("solver", [SolverConfig("dopri5", atol=1e-9, rtol=1e-9), SolverConfig("rk4", step_size=0.05)])
+def test_adjoint_gradients_match_backpropagation(solver):
+    gradients = {}
+    for adjoint in (False, True):
+        config = CNFConfig(hidden=(8,), train_solver=solver, eval_solver=solver, adjoint=adjoint)
+        block = randomize(CNFBlock(2, context_channels=1, config=config).double(), std=0.3, seed=8).train()
+        x = torch.randn(2, 2, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+        context = torch.randn(2, 1, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+        probe = torch.randn(x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+
+        z, logdet = block(x, context, probe=probe)
+        loss = z.pow(2).sum() - logdet.sum() + block.regularization.sum()
+        loss.backward()
+        gradients[adjoint] = torch.cat([parameter.grad.flatten() for parameter in block.parameters()])
+
+    relative = (gradients[True] - gradients[False]).norm() / gradients[False].norm()
+    assert relative < 1e-4

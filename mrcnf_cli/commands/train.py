@@ -76,6 +76,7 @@ def train(
     eval_atol: options.EvalAtol = 1e-5,
     eval_rtol: options.EvalRtol = 1e-5,
     eval_step_size: options.EvalStepSize = None,
+    adjoint: options.Adjoint = False,
     convert: ConvertOption = False,
     seed: SeedOption = 0,
     device: DeviceOption = None,
@@ -95,6 +96,7 @@ def train(
             hidden=parse_widths(hidden), time_horizon=time_horizon, trace=trace, probe=probe,
             solver=solver, atol=atol, rtol=rtol, step_size=step_size,
             eval_solver=eval_solver, eval_atol=eval_atol, eval_rtol=eval_rtol, eval_step_size=eval_step_size,
+            adjoint=adjoint,
         )
         architecture = ModelOptions(
             num_levels=res, map=map, cnf=cnf, num_blocks=blocks, logit=logit, alpha=alpha, multires_noise=multires_noise

@@ -37,6 +37,7 @@ StepSize = Annotated[Optional[float], typer.Option("--step-size", help="Step of 
 EvalSolver = Annotated[str, typer.Option("--eval-solver", help="Solver for validation, evaluation and sampling.", rich_help_panel=SOLVER, autocompletion=complete_solver)]
 EvalAtol = Annotated[float, typer.Option("--eval-atol", help="Absolute tolerance of the evaluation solver.", rich_help_panel=SOLVER)]
 EvalRtol = Annotated[float, typer.Option("--eval-rtol", help="Relative tolerance of the evaluation solver.", rich_help_panel=SOLVER)]
+Adjoint = Annotated[bool, typer.Option("--adjoint/--no-adjoint", help="Gradients by the adjoint method: memory that does not grow with the solver steps, at the cost of a backward solve.", rich_help_panel=SOLVER)]
 EvalStepSize = Annotated[Optional[float], typer.Option("--eval-step-size", help="Step of a fixed-grid evaluation solver, in ODE time units.", rich_help_panel=SOLVER)]
 
 
@@ -62,7 +63,8 @@ def build_train_options(
 
 
 def build_cnf_config(
-    *, hidden, time_horizon, trace, probe, solver, atol, rtol, step_size, eval_solver, eval_atol, eval_rtol, eval_step_size
+    *, hidden, time_horizon, trace, probe, solver, atol, rtol, step_size, eval_solver, eval_atol, eval_rtol, eval_step_size,
+    adjoint=False,
 ) -> CNFConfig:
     """Collect the shared solver options into the core's CNFConfig."""
     return CNFConfig(
@@ -72,4 +74,5 @@ def build_cnf_config(
         probe=probe,
         train_solver=SolverConfig(solver, atol=atol, rtol=rtol, step_size=step_size),
         eval_solver=SolverConfig(eval_solver, atol=eval_atol, rtol=eval_rtol, step_size=eval_step_size),
+        adjoint=adjoint,
     )
