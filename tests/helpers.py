@@ -25,7 +25,7 @@ def randomize(module: nn.Module, std: float = 0.3, seed: int = 0) -> nn.Module:
 def brute_force_jacobian(function, x: torch.Tensor) -> torch.Tensor:
     """Return the (D, D) Jacobian of a map of one sample x (1, ...) to an output of the same size."""
     flat_function = lambda flat: function(flat.reshape(x.shape)).reshape(-1)  # noqa: E731
-    return torch.autograd.functional.jacobian(flat_function, x.reshape(-1))
+    return torch.autograd.functional.jacobian(flat_function, x.reshape(-1), vectorize=True)
 
 
 runner = CliRunner()

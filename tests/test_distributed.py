@@ -60,6 +60,8 @@ def gradients_of(objective) -> dict[str, torch.Tensor]:
 
 
 def _worker(rank: int, world_size: int, port: int, folder: str) -> None:
+    # One thread per process: two processes on two cores would otherwise oversubscribe them.
+    torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
     training.level_loss = fixed_noise_loss
@@ -121,7 +123,7 @@ def test_concurrent_level_jobs_build_one_stack(cifar_crops, tmp_path):
         subprocess.Popen(
             [sys.executable, "-m", "mrcnf_cli", "train", "--res", "3", "--data", str(cifar_crops), "--model", str(model),
              "--level", level, "--steps", "2", "-q", *TINY_TRAINING],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
         )
         for level in ("8x8", "16x16", "32x32")
     ]
