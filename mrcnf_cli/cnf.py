@@ -9,7 +9,9 @@ norm ``||e^T df/dx||^2``, both per dimension of x.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -17,7 +19,7 @@ from torch import nn
 from torchdiffeq import odeint, odeint_adjoint
 
 from mrcnf_cli.dynamics import DynamicsNet
-from mrcnf_cli.errors import InputError
+from mrcnf_cli.errors import InputError, SolverError
 from mrcnf_cli.solvers import SolverConfig
 
 logger = logging.getLogger(__name__)
@@ -222,15 +224,16 @@ class CNFBlock(nn.Module):
         times = torch.tensor([0.0, self.config.time_horizon], dtype=x.dtype, device=x.device)
 
         kwargs = self.solver.odeint_kwargs(len(states))
-        if self.config.adjoint and torch.is_grad_enabled():
-            # The parameters are excluded from the backward error norm ("seminorm"), which
-            # saves steps without changing the gradients' accuracy in x and logdet.
-            adjoint_options = {"norm": "seminorm"} if self.solver.adaptive else None
-            solution = odeint_adjoint(
-                dynamics, states, times, adjoint_params=tuple(self.net.parameters()), adjoint_options=adjoint_options, **kwargs
-            )
-        else:
-            solution = odeint(dynamics, states, times, **kwargs)
+        with _solver_limit(self.solver):
+            if self.config.adjoint and torch.is_grad_enabled():
+                # The parameters are excluded from the backward error norm ("seminorm"), which
+                # saves steps without changing the gradients' accuracy in x and logdet.
+                adjoint_options = {"norm": "seminorm"} if self.solver.adaptive else None
+                solution = odeint_adjoint(
+                    dynamics, states, times, adjoint_params=tuple(self.net.parameters()), adjoint_options=adjoint_options, **kwargs
+                )
+            else:
+                solution = odeint(dynamics, states, times, **kwargs)
 
         self.nfe = dynamics.nfe
         self.regularization = torch.stack([solution[2][-1], solution[3][-1]], dim=1) if self.training else None
@@ -250,7 +253,23 @@ class CNFBlock(nn.Module):
         field.context = context
         times = torch.tensor([self.config.time_horizon, 0.0], dtype=z.dtype, device=z.device)
 
-        solution = odeint(field, z, times, **self.config.eval_solver.odeint_kwargs(1))
+        with _solver_limit(self.config.eval_solver):
+            solution = odeint(field, z, times, **self.config.eval_solver.odeint_kwargs(1))
 
         self.nfe = field.nfe
         return solution[-1]
+
+
+@contextlib.contextmanager
+def _solver_limit(solver: SolverConfig) -> Iterator[None]:
+    """Turn torchdiffeq's failed step-limit assertion into a SolverError that names the fix."""
+    try:
+        yield
+    except AssertionError as error:
+        if "max_num_steps" not in str(error):
+            raise
+        raise SolverError(
+            f"the {solver.method} solver needed more than {solver.max_steps} steps at tolerance "
+            f"{solver.rtol:g}; the dynamics are very stiff: lower the learning rate, raise the regulariser weights, "
+            "or loosen the tolerance"
+        ) from None

@@ -56,3 +56,7 @@ class RuntimeFailure(MrcnfError, RuntimeError):
 
 class NonFiniteError(RuntimeFailure):
     """A computation produced NaN or infinite values."""
+
+
+class SolverError(RuntimeFailure):
+    """An ODE solve that did not finish within its step limit."""

@@ -37,12 +37,15 @@ class SolverConfig:
         rtol: relative error tolerance of an adaptive solver.
         step_size: step of a fixed-grid solver, in units of ODE time; required by fixed-grid
             solvers, ignored (with a warning) by adaptive ones.
+        max_steps: steps an adaptive solver may take before the solve fails, which stops a solve
+            of very stiff dynamics from running for hours.
     """
 
     method: str = "dopri5"
     atol: float = 1e-5
     rtol: float = 1e-5
     step_size: float | None = None
+    max_steps: int = 1000
 
     def __post_init__(self):
         if self.method not in SOLVERS:
@@ -55,6 +58,9 @@ class SolverConfig:
 
         if self.step_size is not None and not (math.isfinite(self.step_size) and self.step_size > 0):
             raise InputError(f"solver step size must be a positive number, got {self.step_size!r}")
+
+        if not (isinstance(self.max_steps, int) and self.max_steps > 0):
+            raise InputError(f"solver max steps must be a positive integer, got {self.max_steps!r}")
 
         if not self.adaptive and self.step_size is None:
             raise InputError(
@@ -85,7 +91,7 @@ class SolverConfig:
         if not self.adaptive:
             return {"method": self.method, "options": {"step_size": self.step_size}}
 
-        options = {}
+        options = {"max_num_steps": self.max_steps}
         if state_count > 2:
             options["norm"] = _norm_of_first_two
         return {"method": self.method, "atol": self.atol, "rtol": self.rtol, "options": options}

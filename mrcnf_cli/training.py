@@ -28,7 +28,7 @@ from torch.utils.data import DistributedSampler
 
 from mrcnf_cli.checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from mrcnf_cli.distributed import Distributed
-from mrcnf_cli.errors import InputError, NonFiniteError
+from mrcnf_cli.errors import InputError, NonFiniteError, SolverError
 from mrcnf_cli.stack import MultiResFlow, dequantize
 from mrcnf_cli.store import level_file_name, run_directory, save_level
 
@@ -355,7 +355,12 @@ class LevelTrainer:
         images = self._next_batch()
 
         # 1. Loss and gradients; all processes agree on finiteness before the collective backward.
-        loss, bits = self.model(images, self.generator)
+        #    A solve that hit its step limit counts as a non-finite loss.
+        try:
+            loss, bits = self.model(images, self.generator)
+        except SolverError as error:
+            logger.warning("level %s: %s", self.name, error)
+            loss, bits = torch.tensor(float("nan"), device=self.device), torch.full((1,), float("nan"))
         self.optimizer.zero_grad(set_to_none=True)
         # NOTE: this reads the loss on the host, one device sync per step, because every process
         # must decide to skip together.

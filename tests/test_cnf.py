@@ -232,3 +232,19 @@ def test_adjoint_gradients_match_backpropagation(solver):
 
     relative = (gradients[True] - gradients[False]).norm() / gradients[False].norm()
     assert relative < 1e-4
+
+
+def test_step_limit_raises_solver_error():
+    from mrcnf_cli.errors import SolverError
+
+    solver = SolverConfig("dopri5", atol=1e-12, rtol=1e-12, max_steps=3)
+    block = randomize(CNFBlock(2, config=CNFConfig(hidden=(8,), eval_solver=solver)), std=1.0).eval()
+    with pytest.raises(SolverError, match="dopri5 solver needed more than 3 steps"):
+        block(torch.randn(1, 2, 4, 4))
+    with pytest.raises(SolverError, match="more than 3 steps"):
+        block.inverse(torch.randn(1, 2, 4, 4))
+
+
+def test_bad_max_steps_rejected():
+    with pytest.raises(InputError, match="max steps must be a positive integer, got 0"):
+        SolverConfig("dopri5", max_steps=0)

@@ -164,3 +164,21 @@ def test_epochs_budget(tmp_path, photos):
 def test_bad_options_rejected(changes, message):
     with pytest.raises(InputError, match=message):
         TrainOptions(**{"steps": 5, **changes})
+
+
+def test_solver_failure_skips_step(tmp_path, photos, monkeypatch):
+    from mrcnf_cli.errors import SolverError
+
+    calls = {"count": 0}
+    original = training.level_loss
+
+    def failing_once(*args):
+        calls["count"] += 1
+        if calls["count"] == 2:
+            raise SolverError("the bosh3 solver needed more than 1000 steps")
+        return original(*args)
+
+    monkeypatch.setattr(training, "level_loss", failing_once)
+    result = train_level(fresh_stack(), 0, *photos, model_dir=tmp_path, options=options(steps=3), data_info={})
+    assert result.steps == 3
+    assert result.skipped_steps == 1
