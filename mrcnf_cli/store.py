@@ -150,6 +150,7 @@ def atomic_write_json(path: Path, values: dict) -> None:
 def manifest_lock(model_dir: Path) -> Iterator[None]:
     """Hold an exclusive lock on the stack directory while its manifest is read and rewritten."""
     model_dir = Path(model_dir)
+    check_model_folder(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     with open(model_dir / LOCK_NAME, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -162,6 +163,7 @@ def manifest_lock(model_dir: Path) -> Iterator[None]:
 def read_manifest(model_dir: Path) -> Manifest:
     """Read ``stack.json``; raise ModelFileError naming the file when it is missing or invalid."""
     path = Path(model_dir) / MANIFEST_NAME
+    check_model_folder(Path(model_dir))
     if not Path(model_dir).is_dir():
         raise ModelFileError(f"model directory {model_dir} does not exist; train one with mrcnf train --model {model_dir}")
     if not path.is_file():
@@ -396,3 +398,18 @@ def check_writable(path: Path, *, folder: bool = False) -> None:
         raise InputError(f"cannot write {path}: {ancestor} is a file, not a folder; choose another path")
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise InputError(f"cannot write {path}: no permission to write in {ancestor}; choose another path")
+
+
+def check_model_folder(model_dir: Path) -> None:
+    """Raise ModelFileError when the model path, or a folder above it, is a file."""
+    for folder in (model_dir, *model_dir.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise ModelFileError(f"model path {model_dir}: {folder} is a file, not a folder; choose another --model")
+            return
+
+
+def check_suffix(path: Path, suffix: str, option: str) -> None:
+    """Raise InputError unless an output file name ends with ``suffix``, so no file is written in the wrong format."""
+    if Path(path).suffix.lower() != suffix:
+        raise InputError(f"{option} {path} must name a {suffix} file; for example {Path(path).with_suffix(suffix)}")

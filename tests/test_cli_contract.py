@@ -228,3 +228,33 @@ def test_verbose_shows_traceback(tmp_path):
 def test_help_lists_exit_codes():
     result = invoke("--help")
     assert "Exit codes: 0 success; 2 bad usage or bad input; 1 runtime failure; 130" in result.stdout
+
+
+def test_model_path_that_is_a_file(tmp_path):
+    (tmp_path / "notes.txt").write_text("x")
+    for command in (["train", "--steps", "1"], ["info"]):
+        result = invoke(*command, "--model", tmp_path / "notes.txt")
+        assert_one_line_error(result, 2, "is a file, not a folder")
+    assert (tmp_path / "notes.txt").read_text() == "x"
+
+
+@pytest.mark.parametrize("command,fragment", [
+    (["sample", "--out", "{root}/grid.jpg"], "--out {root}/grid.jpg must name a .png file"),
+    (["shuffle-eval", "--patch", "16", "--permutations", "{root}/perm.txt"], "--permutations {root}/perm.txt must name a .npz file"),
+    (["ood", "--ood", "noise", "--plot", "{root}/hist.pdf"], "--plot {root}/hist.pdf must name a .png file"),
+])
+def test_output_suffix_checked(command, fragment, trained_stack, tmp_path):
+    result = invoke(*[part.format(root=tmp_path) for part in command], "-m", trained_stack[0])
+    assert_one_line_error(result, 2, fragment.format(root=tmp_path))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_level_option_writes_nothing(tmp_path):
+    result = invoke("train", "--model", tmp_path / "m", "--level", "7x7", "--steps", "1")
+    assert_one_line_error(result, 2, "--level 7x7")
+    assert not (tmp_path / "m" / "stack.json").exists()
+
+
+def test_empty_stdin_rejected(trained_stack):
+    result = runner_with_input("", "bpd", "-m", trained_stack[0], "-")
+    assert_one_line_error(result, 2, "no image paths on stdin")

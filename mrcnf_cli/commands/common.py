@@ -17,7 +17,7 @@ from rich.logging import RichHandler
 
 from mrcnf_cli.cnf import PROBES, TRACE_ESTIMATORS
 from mrcnf_cli.data import DATASETS
-from mrcnf_cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, MrcnfError
+from mrcnf_cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, InputError, MrcnfError
 from mrcnf_cli.multires import PYRAMID_MAPS
 from mrcnf_cli.solvers import SOLVERS
 
@@ -128,6 +128,9 @@ def print_json(values: dict) -> None:
 def read_paths_from_stdin(paths: list[Path] | None) -> list[Path] | None:
     """Replace a single "-" argument by the paths read from stdin, one per line."""
     if paths and [str(path) for path in paths] == ["-"]:
-        return [Path(line.strip()) for line in sys.stdin if line.strip()]
+        read = [Path(line.strip()) for line in sys.stdin if line.strip()]
+        if not read:
+            raise InputError("no image paths on stdin; pipe one path per line, for example: find imgs -name '*.png' | mrcnf bpd -")
+        return read
     return paths
 

@@ -62,7 +62,7 @@ def train(
     blocks: Annotated[int, typer.Option("--blocks", min=1, help="CNF blocks per level.", rich_help_panel=ARCHITECTURE)] = 1,
     map: Annotated[str, typer.Option("--map", help="Pyramid map: mrcnf (volume preserving) or haar.", rich_help_panel=ARCHITECTURE, autocompletion=complete_map)] = "mrcnf",
     logit: Annotated[bool, typer.Option("--logit/--no-logit", help="Logit preprocessing of every level's values.", rich_help_panel=ARCHITECTURE)] = True,
-    alpha: Annotated[float, typer.Option("--alpha", min=0, max=0.5, help="Logit margin: values are squeezed into [alpha, 1 - alpha].", rich_help_panel=ARCHITECTURE)] = 0.05,
+    alpha: Annotated[float, typer.Option("--alpha", min=0, max=0.5, help="Logit margin: values are squeezed between alpha and 1 - alpha.", rich_help_panel=ARCHITECTURE)] = 0.05,
     multires_noise: Annotated[bool, typer.Option("--multires-noise/--no-multires-noise", help="Base variances implied by unit-variance noise at the finest level, instead of N(0, I).", rich_help_panel=ARCHITECTURE)] = False,
     time_horizon: Annotated[float, typer.Option("--time-horizon", min=0, help="End time T of each ODE, in ODE time units.", rich_help_panel=ARCHITECTURE)] = 1.0,
     channels: Annotated[int, typer.Option("--channels", min=1, max=3, help="Image channels of the model: 3 (RGB) or 1 (grey).", rich_help_panel=ARCHITECTURE)] = 3,

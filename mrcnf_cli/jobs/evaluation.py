@@ -80,10 +80,9 @@ def evaluate_model(
 def _checked_size(array: np.ndarray, stack: MultiResFlow) -> tuple[int, int]:
     size = tuple(array.shape[-2:])
     if size not in stack.sizes:
-        factor = 2 ** (len(stack.sizes) - 1)
         raise ImageSizeError(
-            f"images of size {size[0]}x{size[1]} cannot be evaluated by this stack: it takes {format_sizes(stack.sizes)} "
-            f"(a {len(stack.sizes)}-level stack needs sizes divisible by {factor}); crop or resize the images"
+            f"images of size {size[0]}x{size[1]} cannot be evaluated by this stack: it takes {format_sizes(stack.sizes)}; "
+            f"pass --image-size {stack.sizes[-1][0]} to box-downsample a data set, or crop or resize the images"
         )
     return size
 

@@ -25,7 +25,7 @@ from mrcnf_cli.generate import (
 from mrcnf_cli.jobs.evaluation import read_image_files
 from mrcnf_cli.parsing import parse_resolution
 from mrcnf_cli.stack import MultiResFlow
-from mrcnf_cli.store import check_writable, format_sizes, load_stack
+from mrcnf_cli.store import check_suffix, check_writable, format_sizes, load_stack
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +62,8 @@ def sample_model(
         NonFiniteError: every image had non-finite values (nothing is written).
     """
     check_writable(Path(out), folder=not grid)
+    if grid:
+        check_suffix(Path(out), ".png", "--out")
     stack = load_stack(Path(model_dir), device=device).stack
     size = parse_resolution(resolution) if resolution else None
     check_target(stack, size)
@@ -126,6 +128,7 @@ def superres_model(
     check_writable(Path(out), folder=True)
     if compare is not None:
         check_writable(Path(compare))
+        check_suffix(Path(compare), ".png", "--compare")
     stack = load_stack(Path(model_dir), device=device).stack
     pixels, names = read_image_files(images, channels=stack.config.channels, convert=convert)
 

@@ -16,7 +16,7 @@ from mrcnf_cli.evaluate import BpdReport, evaluate_bpd, iterate_batches
 from mrcnf_cli.figures import ood_histograms, shuffle_plot
 from mrcnf_cli.ood import BUILT_IN_SETS, complexity_bpd, get_codec, roc_metrics, shuffle_patches
 from mrcnf_cli.stack import MultiResFlow
-from mrcnf_cli.store import atomic_path, check_writable, load_stack
+from mrcnf_cli.store import atomic_path, check_suffix, check_writable, load_stack
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +100,7 @@ def ood_evaluation(
     codec = get_codec(compressor) if method in ("S", "all") else None
     if plot is not None:
         check_writable(Path(plot))
+        check_suffix(Path(plot), ".png", "--plot")
 
     loaded = load_stack(Path(model_dir), device=device)
     stack = loaded.stack
@@ -190,9 +191,10 @@ def shuffle_evaluation(
     The same dequantization seed is used for every patch size, so a patch as large as the image
     gives exactly the unshuffled BPD.
     """
-    for path in (permutations_path, plot):
+    for path, suffix, option in ((permutations_path, ".npz", "--permutations"), (plot, ".png", "--plot")):
         if path is not None:
             check_writable(Path(path))
+            check_suffix(Path(path), suffix, option)
     loaded = load_stack(Path(model_dir), device=device)
     stack = loaded.stack
     size = stack.sizes[-1]

@@ -104,15 +104,15 @@ def train_stack(
         alpha=model.alpha,
         multires_noise=model.multires_noise,
     )
-    data_info = {"data": train_set.name, "image_size": list(train_set.size)}
-    create_or_check_manifest(Path(model_dir), Manifest(model.map, channels, fresh.sizes, data_info))
-
     indices = list(range(model.num_levels))
     if level is not None:
         size = parse_resolution(level)
         if size not in fresh.sizes:
             raise InputError(f"--level {level} is not a level of this stack; choose one of {format_sizes(fresh.sizes)}")
         indices = [fresh.sizes.index(size)]
+
+    data_info = {"data": train_set.name, "image_size": list(train_set.size)}
+    create_or_check_manifest(Path(model_dir), Manifest(model.map, channels, fresh.sizes, data_info))
 
     # 3. Train each level in turn, each alone.
     fresh.to(device)
