@@ -1,5 +1,6 @@
 """Data-parallel training with gloo on the CPU, and concurrent level jobs writing one stack."""
 
+import dataclasses
 import json
 import os
 import socket
@@ -34,9 +35,10 @@ def free_port() -> int:
         return handle.getsockname()[1]
 
 
-def make_stack() -> MultiResFlow:
+def make_stack(adjoint: bool = False) -> MultiResFlow:
     torch.manual_seed(0)
-    return randomize(MultiResFlow.build(4, 2, channels=1, cnf=CONFIG), std=0.2, seed=1)
+    config = dataclasses.replace(CONFIG, adjoint=adjoint)
+    return randomize(MultiResFlow.build(4, 2, channels=1, cnf=config), std=0.2, seed=1)
 
 
 def make_images() -> np.ndarray:
@@ -59,7 +61,7 @@ def gradients_of(objective) -> dict[str, torch.Tensor]:
     return {name: parameter.grad.detach().clone() for name, parameter in objective.level.named_parameters()}
 
 
-def _worker(rank: int, world_size: int, port: int, folder: str) -> None:
+def _worker(rank: int, world_size: int, port: int, folder: str, adjoint: bool) -> None:
     # One thread per process: two processes on two cores would otherwise oversubscribe them.
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -68,7 +70,7 @@ def _worker(rank: int, world_size: int, port: int, folder: str) -> None:
     world = Distributed(rank, world_size, rank)
 
     # 1. One gradient on this process's half of the global batch.
-    stack = make_stack()
+    stack = make_stack(adjoint)
     images = torch.from_numpy(make_images()[:GLOBAL_BATCH])
     objective = LevelObjective(stack, 1, TrainOptions(steps=1))
     model = torch.nn.parallel.DistributedDataParallel(objective)
@@ -80,23 +82,24 @@ def _worker(rank: int, world_size: int, port: int, folder: str) -> None:
 
     # 2. One training step through the trainer, writing the level file.
     options = TrainOptions(steps=1, batch_size=GLOBAL_BATCH // world_size, warmup_steps=1, validate_every=1, validation_images=4, seed=3)
-    train_level(make_stack(), 1, make_images(), make_images()[:4], model_dir=os.path.join(folder, "model"),
+    train_level(make_stack(adjoint), 1, make_images(), make_images()[:4], model_dir=os.path.join(folder, "model"),
                 options=options, data_info={}, world=world)
     dist.destroy_process_group()
 
 
-def test_two_processes_match_one(tmp_path, monkeypatch):
+@pytest.mark.parametrize("adjoint", [False, True], ids=["backpropagation", "adjoint"])
+def test_two_processes_match_one(tmp_path, monkeypatch, adjoint):
     # Single process on the whole global batch.
     monkeypatch.setattr(training, "level_loss", fixed_noise_loss)
-    objective = LevelObjective(make_stack(), 1, TrainOptions(steps=1))
+    objective = LevelObjective(make_stack(adjoint), 1, TrainOptions(steps=1))
     loss, _ = objective(torch.from_numpy(make_images()[:GLOBAL_BATCH]), None)
     loss.backward()
     expected = gradients_of(objective)
     options = TrainOptions(steps=1, batch_size=GLOBAL_BATCH, warmup_steps=1, validate_every=1, validation_images=4, seed=3)
-    train_level(make_stack(), 1, make_images(), make_images()[:4], model_dir=tmp_path / "single", options=options, data_info={})
+    train_level(make_stack(adjoint), 1, make_images(), make_images()[:4], model_dir=tmp_path / "single", options=options, data_info={})
 
     # Two gloo processes, each on half of it.
-    multiprocessing.spawn(_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
+    multiprocessing.spawn(_worker, args=(2, free_port(), str(tmp_path), adjoint), nprocs=2, join=True)
 
     actual = load_file(str(tmp_path / "gradients.safetensors"))
     for name, gradient in expected.items():
