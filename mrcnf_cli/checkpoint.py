@@ -71,7 +71,7 @@ def load_checkpoint(
     """Restore what :func:`save_checkpoint` saved into this process's level, optimizer and generator.
 
     Raises:
-        ModelFileError: the file is damaged, holds another level configuration, or was saved by
+        ModelFileError: the file is damaged, contains another level configuration, or was saved by
             a different number of processes.
     """
     try:

@@ -177,8 +177,8 @@ class _VelocityField(nn.Module):
 class CNFBlock(nn.Module):
     """A CNF block over images of ``channels`` channels, optionally conditioned on a context.
 
-    After each call, ``nfe`` holds the number of dynamics evaluations of that solve, and in
-    training mode ``regularization`` holds the integrated kinetic energy and Jacobian norm,
+    After each call, ``nfe`` is the number of dynamics evaluations of that solve, and in
+    training mode ``regularization`` contains the integrated kinetic energy and Jacobian norm,
     (B, 2), per dimension of x.
     """
 

@@ -8,7 +8,7 @@ from torch import nn
 
 
 class TimeConcatConv2d(nn.Module):
-    """A 3x3 convolution that sees time as one extra constant input channel."""
+    """A 3x3 convolution that takes time as one extra constant input channel."""
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()

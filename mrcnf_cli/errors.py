@@ -45,7 +45,7 @@ class ModelFileError(InputError):
 
 
 class DataError(InputError):
-    """A data set that is missing, empty, or holds images the model cannot take."""
+    """A data set that is missing, empty, or contains images the model cannot take."""
 
 
 class RuntimeFailure(MrcnfError, RuntimeError):

@@ -228,5 +228,5 @@ class Level(nn.Module):
         if context is None or tuple(context.shape[1:]) != expected or context.shape[0] != v.shape[0]:
             got = None if context is None else tuple(context.shape)
             raise InputError(f"level {self.config.name} needs a context of shape (B, {expected}), got {got}")
-        # The network sees the coarser image centred on zero; this does not enter log p.
+        # The network gets the coarser image centred on zero, which does not enter log p.
         return 2 * context - 1

@@ -152,7 +152,7 @@ class Pyramid:
 
     Attributes:
         images: x at every level, coarse to fine; ``images[-1]`` is the finest.
-        details: ``details[i]`` holds y of ``images[i + 1]`` given ``images[i]``, (B, 3C, h, w).
+        details: ``details[i]`` contains y of ``images[i + 1]`` given ``images[i]``, (B, 3C, h, w).
         logdet: summed ``log|det|`` of the splits, (B,) in nats.
     """
 

@@ -61,7 +61,7 @@ class StackLogProb:
         nfe: dynamics evaluations of each level, coarse to fine.
         sizes: (H, W) of each level used, coarse to fine.
 
-    ``level_bpd.sum(1) + map_bpd == bpd`` holds to float64 rounding, because bpd is that sum.
+    ``level_bpd.sum(1) + map_bpd`` equals ``bpd`` to float64 rounding, because bpd is that sum.
     """
 
     logp: torch.Tensor
@@ -391,7 +391,7 @@ class MultiResFlow(nn.Module):
         for index, level in enumerate(self.levels):
             if level.config.conditional != (index > 0):
                 kind = "conditional" if level.config.conditional else "unconditional"
-                raise InputError(f"level {level.config.name} is {kind} but stands at position {index} of the stack")
+                raise InputError(f"level {level.config.name} is {kind} but is at position {index} of the stack")
             if level.config.channels != self.config.channels:
                 raise InputError(
                     f"level {level.config.name} has {level.config.channels} channels, the stack {self.config.channels}"

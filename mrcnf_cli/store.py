@@ -185,7 +185,7 @@ def create_or_check_manifest(model_dir: Path, manifest: Manifest) -> Manifest:
     """Write ``stack.json`` for a new stack, or check that an existing one agrees with ``manifest``.
 
     Raises:
-        ModelFileError: the directory holds a stack with another map, channel count or levels.
+        ModelFileError: the directory contains a stack with another map, channel count or levels.
     """
     with manifest_lock(model_dir):
         path = Path(model_dir) / MANIFEST_NAME

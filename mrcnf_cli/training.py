@@ -143,7 +143,7 @@ class LoggingReporter:
 
 @dataclass
 class LevelResult:
-    """What one call of :func:`train_level` did."""
+    """Summary of one call of :func:`train_level`."""
 
     level: str
     steps: int
@@ -151,6 +151,16 @@ class LevelResult:
     best_validation_bpd: float | None
     seconds: float
     stopped_by: str
+
+
+def level_bits(stack: MultiResFlow, level_index: int, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Return one level's negative log-likelihood of 8-bit images, (B,) in bits per dimension of its variables."""
+    level = stack.levels[level_index]
+    x = dequantize(images, generator=generator, dtype=next(level.parameters()).dtype)
+    v, context = stack.level_inputs(x, level_index)
+
+    logp = level.log_prob(v, context, generator=generator)
+    return -logp / (v[0].numel() * math.log(2)) + 8
 
 
 def level_loss(
@@ -162,15 +172,9 @@ def level_loss(
         ``(loss, bits)``: the scalar loss and the negative log-likelihood in bits per dimension of
         the level's variables, (B,).
     """
-    level = stack.levels[level_index]
-    x = dequantize(images, generator=generator, dtype=next(level.parameters()).dtype)
-    v, context = stack.level_inputs(x, level_index)
+    bits = level_bits(stack, level_index, images, generator)
 
-    logp = level.log_prob(v, context, generator=generator)
-    dimensions = v[0].numel()
-    bits = -logp / (dimensions * math.log(2)) + 8
-
-    kinetic, jacobian = level.regularization.mean(0)
+    kinetic, jacobian = stack.levels[level_index].regularization.mean(0)
     loss = bits.mean() + options.kinetic_weight * kinetic + options.jacobian_weight * jacobian
     return loss, bits
 
@@ -179,7 +183,7 @@ def level_loss(
 def validation_bpd(stack: MultiResFlow, level_index: int, images: np.ndarray, *, batch_size: int, seed: int) -> tuple[float, int]:
     """Return the level's mean BPD of its own variables on held-out 8-bit images, and the mean NFE.
 
-    Uses a generator seeded with ``seed`` so that every validation sees the same noise.
+    Uses a generator seeded with ``seed``, so every validation draws the same noise.
     """
     level = stack.levels[level_index]
     device = next(level.parameters()).device
@@ -190,10 +194,7 @@ def validation_bpd(stack: MultiResFlow, level_index: int, images: np.ndarray, *,
     total, count, nfe = 0.0, 0, []
     for start in range(0, len(images), batch_size):
         batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).to(device)
-        x = dequantize(batch, generator=generator, dtype=next(level.parameters()).dtype)
-        v, context = stack.level_inputs(x, level_index)
-        logp = level.log_prob(v, context, generator=generator)
-        bits = -logp / (v[0].numel() * math.log(2)) + 8
+        bits = level_bits(stack, level_index, batch, generator)
         total += bits.double().sum().item()
         count += len(batch)
         nfe.append(level.nfe)
@@ -349,7 +350,7 @@ class LevelTrainer:
         return LevelResult(self.name, state.step, state.skipped_steps, state.best_validation_bpd, state.seconds, stopped_by)
 
     def _step(self) -> None:
-        """Take one optimizer step, or skip it on every process when any sees a non-finite value."""
+        """Take one optimizer step, or skip it on every process when any process gets a non-finite value."""
         state, options = self.state, self.options
         step_started = time.monotonic()
         images = self._next_batch()

@@ -43,7 +43,7 @@ LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d (DEBUG|INFO|WARNING) ")
 
 
 def assert_one_line_error(result, code, *fragments):
-    """Check the exit code and that stderr holds log records and exactly one error line."""
+    """Check the exit code and that stderr contains log records and exactly one error line."""
     assert result.exit_code == code, result.output
     lines = [line for line in result.stderr.strip().splitlines() if not LOG_LINE.match(line)]
     assert len(lines) == 1, result.stderr

@@ -27,7 +27,8 @@ def test_train_writes_stack(trained):
         "level-08x08.safetensors", "level-16x16.safetensors", "level-32x32.safetensors"
     ]
     manifest = json.loads((model / "stack.json").read_text())
-    assert manifest["map"] == "mrcnf" and manifest["channels"] == 3
+    assert manifest["map"] == "mrcnf"
+    assert manifest["channels"] == 3
 
 
 def test_bpd_json_on_real_images(trained, cifar_crops):
@@ -137,7 +138,8 @@ def test_train_bad_numbers_are_usage_errors(args, tmp_path):
 
 def test_entry_point_exit_codes(tmp_path):
     version = subprocess.run([sys.executable, "-m", "mrcnf_cli", "--version"], capture_output=True, text=True)
-    assert version.returncode == 0 and version.stdout.startswith("mrcnf ")
+    assert version.returncode == 0
+    assert version.stdout.startswith("mrcnf ")
 
     missing = subprocess.run(
         [sys.executable, "-m", "mrcnf_cli", "bpd", "--model", str(tmp_path / "none"), "--data", "photos"],

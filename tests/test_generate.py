@@ -36,7 +36,8 @@ def test_sample_same_seed_same_bytes(trained_stack, tmp_path):
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
     assert (tmp_path / "a.png").read_bytes() != (tmp_path / "c.png").read_bytes()
     report = json.loads(first.stdout)
-    assert report["images"] == 4 and report["non_finite"] == 0
+    assert report["images"] == 4
+    assert report["non_finite"] == 0
     assert [level["resolution"] for level in report["levels"]] == ["8x8", "16x16", "32x32"]
     assert all(level["nfe"] > 0 for level in report["levels"])
 
@@ -108,7 +109,8 @@ def test_superres_command_on_real_crops(trained_stack, cifar_crops, tmp_path):
     result = invoke("superres", *inputs, "--model", model, "-k", 2, "--out", tmp_path / "out", "--json", "--compare", tmp_path / "figure.png")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["input_resolution"] == "16x16" and report["output_resolution"] == "32x32"
+    assert report["input_resolution"] == "16x16"
+    assert report["output_resolution"] == "32x32"
 
     for source, output in zip(inputs, report["outputs"]):
         assert len(output["files"]) == 2
@@ -199,7 +201,8 @@ def test_clip_keeps_block_means(factor):
 
     clipped = clip_keeping_block_means(x, factor)
 
-    assert clipped.min() >= 0 and clipped.max() < 1
+    assert clipped.min() >= 0
+    assert clipped.max() < 1
     block = clipped.reshape(3, 3, 4, factor, 4, factor).mean(dim=(3, 5))
     assert (block - means).abs().max() < 1e-10
     in_range = x.clamp(0.1, 0.9)

@@ -51,7 +51,8 @@ def test_training_lowers_loss_and_saves_level(tmp_path, photos):
     result = train_level(stack, 1, *photos, model_dir=tmp_path, options=options(steps=12, learning_rate=3e-3), data_info={"data": "photos"})
 
     losses = step_losses(tmp_path)
-    assert result.steps == 12 and sorted(losses) == list(range(1, 13))
+    assert result.steps == 12
+    assert sorted(losses) == list(range(1, 13))
     assert np.mean([losses[s] for s in (10, 11, 12)]) < np.mean([losses[s] for s in (1, 2, 3)])
     level, info = load_level(tmp_path / "level-08x08.safetensors")
     assert info["data"] == "photos"

@@ -26,7 +26,11 @@ logger = logging.getLogger("mrcnf_cli")
 
 def setup_logging(*, verbose: bool = False, quiet: bool = False) -> None:
     """Send log records to stderr: rich formatting on a terminal, plain lines otherwise."""
-    level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.INFO
+    level = logging.INFO
+    if verbose:
+        level = logging.DEBUG
+    elif quiet:
+        level = logging.ERROR
     if not is_main_process():
         # In a torchrun job only rank 0 logs progress; the other processes log errors.
         level = logging.ERROR

@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class SampleJob:
-    """What :func:`sample_model` wrote."""
+    """Files and statistics written by :func:`sample_model`."""
 
     files: list[str]
     requested: int
@@ -93,7 +93,7 @@ def sample_model(
 
 @dataclass
 class SuperresJob:
-    """What :func:`superres_model` wrote."""
+    """Files and statistics written by :func:`superres_model`."""
 
     inputs: list[str]
     input_size: tuple[int, int]
