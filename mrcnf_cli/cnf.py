@@ -93,14 +93,13 @@ def draw_probe(x: torch.Tensor, kind: str, generator: torch.Generator | None = N
     return (2 * signs - 1).to(x.dtype)
 
 
-def hutchinson_divergence(dx: torch.Tensor, x: torch.Tensor, probe: torch.Tensor, create_graph: bool):
-    """Estimate ``tr(d dx / dx)`` per sample as ``e^T J e`` with one probe e.
+def hutchinson_terms(vjp: torch.Tensor, probe: torch.Tensor):
+    """Estimate ``tr(J)`` per sample as ``e^T J e`` from the product ``vjp = e^T J`` with one probe e.
 
     Returns:
         ``(divergence, frobenius)``: the estimate (B,) and ``||e^T J||^2`` (B,), an unbiased
         estimate of the squared Frobenius norm of J for a Gaussian or Rademacher probe.
     """
-    vjp = torch.autograd.grad(dx, x, probe, create_graph=create_graph)[0]
     divergence = (vjp * probe).flatten(1).sum(1)
     frobenius = vjp.pow(2).flatten(1).sum(1)
     return divergence, frobenius
@@ -143,14 +142,15 @@ class _AugmentedDynamics(nn.Module):
         self.nfe += 1
         x = states[0]
 
-        with torch.enable_grad():
-            if not x.requires_grad:
-                x = x.detach().requires_grad_(True)
-            dx = self.net(t, x, self.context)
-            if self.trace == "exact":
+        if self.trace == "exact":
+            with torch.enable_grad():
+                if not x.requires_grad:
+                    x = x.detach().requires_grad_(True)
+                dx = self.net(t, x, self.context)
                 divergence, frobenius = exact_divergence(dx, x, self.create_graph)
-            else:
-                divergence, frobenius = hutchinson_divergence(dx, x, self.probe, self.create_graph)
+        else:
+            dx, vjp = self.net.forward_and_vjp(t, x, self.context, self.probe)
+            divergence, frobenius = hutchinson_terms(vjp, self.probe)
 
         if len(states) == 2:
             return dx, divergence

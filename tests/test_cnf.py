@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import mrcnf_cli.cnf as cnf_module
-from mrcnf_cli.cnf import CNFBlock, CNFConfig, draw_probe, exact_divergence, hutchinson_divergence
+from mrcnf_cli.cnf import CNFBlock, CNFConfig, draw_probe, exact_divergence, hutchinson_terms
 from mrcnf_cli.dynamics import DynamicsNet
 from mrcnf_cli.errors import InputError, UnknownNameError
 from mrcnf_cli.solvers import SolverConfig
@@ -51,6 +51,43 @@ def test_exact_trace_matches_brute_force():
     assert frobenius.item() == pytest.approx(jacobian.pow(2).sum().item(), abs=1e-12)
 
 
+@pytest.mark.parametrize("context_channels", [0, 2])
+def test_written_out_vjp_equals_autograd(context_channels):
+    net = random_net(context_channels=context_channels, seed=5)
+    x = torch.randn(3, 2, 4, 5, dtype=torch.float64, requires_grad=True)
+    context = torch.randn(3, context_channels, 4, 5, dtype=torch.float64) if context_channels else None
+    t = torch.tensor(0.7, dtype=torch.float64)
+    e = torch.randn_like(x)
+
+    dx, vjp = net.forward_and_vjp(t, x, context, e)
+    expected_dx = net(t, x, context)
+    expected_vjp = torch.autograd.grad(expected_dx, x, e, create_graph=True)[0]
+
+    assert torch.allclose(dx, expected_dx, rtol=0, atol=1e-13)
+    assert torch.allclose(vjp, expected_vjp, rtol=0, atol=1e-13)
+
+
+def test_written_out_vjp_has_the_double_backward_gradients():
+    """Training backpropagates through the written-out product; its gradients must be autograd's."""
+    net = random_net(context_channels=1, seed=6)
+    x = torch.randn(2, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    context = torch.randn(2, 1, 3, 3, dtype=torch.float64)
+    t = torch.tensor(0.3, dtype=torch.float64)
+    e = torch.randn_like(x)
+    inputs = (x, *net.parameters())
+
+    def loss(dx, vjp):
+        return (vjp * e).sum() + 0.5 * vjp.pow(2).sum() + dx.pow(2).sum()
+
+    dx, vjp = net.forward_and_vjp(t, x, context, e)
+    written_out = torch.autograd.grad(loss(dx, vjp), inputs)
+    dx = net(t, x, context)
+    vjp = torch.autograd.grad(dx, x, e, create_graph=True)[0]
+    double_backward = torch.autograd.grad(loss(dx, vjp), inputs)
+
+    assert max(torch.linalg.norm(a - b) / torch.linalg.norm(b) for a, b in zip(written_out, double_backward)) < 1e-12
+
+
 def test_hutchinson_mean_within_three_standard_errors():
     net = random_net(seed=1)
     x = torch.randn(1, 2, 2, 3, dtype=torch.float64, requires_grad=True)
@@ -62,7 +99,8 @@ def test_hutchinson_mean_within_three_standard_errors():
         estimates = []
         for _ in range(4000):
             probe = draw_probe(x, kind, generator)
-            estimate, _ = hutchinson_divergence(net(t, x), x, probe, create_graph=False)
+            _, vjp = net.forward_and_vjp(t, x, None, probe)
+            estimate, _ = hutchinson_terms(vjp, probe)
             estimates.append(estimate.item())
         estimates = torch.tensor(estimates, dtype=torch.float64)
         standard_error = estimates.std().item() / math.sqrt(len(estimates))
@@ -76,13 +114,13 @@ def test_rademacher_probe_is_plus_minus_one():
 
 def test_one_solve_sees_one_probe(monkeypatch):
     seen = []
-    original = cnf_module.hutchinson_divergence
+    original = cnf_module.hutchinson_terms
 
-    def recording(dx, x, probe, create_graph):
+    def recording(vjp, probe):
         seen.append(probe)
-        return original(dx, x, probe, create_graph)
+        return original(vjp, probe)
 
-    monkeypatch.setattr(cnf_module, "hutchinson_divergence", recording)
+    monkeypatch.setattr(cnf_module, "hutchinson_terms", recording)
     block = randomize(CNFBlock(2, config=CNFConfig(hidden=(8,)))).eval()
     block(torch.randn(3, 2, 4, 4))
 

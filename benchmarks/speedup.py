@@ -1,0 +1,105 @@
+"""Compare one level's training step between this checkout and an earlier commit, side by side.
+
+    python benchmarks/speedup.py --model runs/cifar10/model --baseline 6373132 --rounds 3 > speedup.json
+
+The earlier commit is checked out into a temporary git worktree. Both trees run
+``training_step.py`` (from this checkout) on the same stack, batch, noise and probes, taking turns
+so that both meet the same machine load. The result gives the median step time of each, the
+speedup, and the largest difference of their per-image bits per dimension.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from common import REPOSITORY, emit, machine
+
+STEP_SCRIPT = Path(__file__).with_name("training_step.py")
+
+
+def run_step(tree: Path, arguments: list[str]) -> dict:
+    """Run training_step.py with the package imported from ``tree``."""
+    environment = dict(os.environ, PYTHONPATH=str(tree))
+    result = subprocess.run([sys.executable, str(STEP_SCRIPT), *arguments], env=environment, stdout=subprocess.PIPE, text=True)
+    if result.returncode != 0:
+        sys.exit(f"training_step.py failed in {tree} with exit code {result.returncode}")
+    return json.loads(result.stdout)
+
+
+def largest_difference(first: list[float], second: list[float]) -> float:
+    return max(abs(a - b) for a, b in zip(first, second, strict=True))
+
+
+def largest_relative_logp_difference(first: list[float], second: list[float]) -> float:
+    """Largest relative difference of log-likelihoods given as bits per dimension (8 - bits is
+    log2 p per dimension of the level's variables, up to the 8 bits of quantization)."""
+    return max(abs(a - b) / abs(8 - a) for a, b in zip(first, second, strict=True))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True, help="a trained stack directory both commits can load")
+    parser.add_argument("--baseline", required=True, help="the earlier commit, for example 6373132")
+    parser.add_argument("--level", default=None, help="level to time (default: the finest)")
+    parser.add_argument("--images", type=Path, default=None, help=".npy of uint8 images (N, C, H, W)")
+    parser.add_argument("--rounds", type=int, default=3, help="turns each tree takes")
+    parser.add_argument("--steps", type=int, default=3, help="timed training steps per turn")
+    arguments = parser.parse_args()
+
+    step_arguments = ["--model", str(arguments.model), "--steps", str(arguments.steps), "--eval-steps", "1"]
+    if arguments.level:
+        step_arguments += ["--level", arguments.level]
+    if arguments.images:
+        step_arguments += ["--images", str(arguments.images)]
+
+    with tempfile.TemporaryDirectory() as scratch:
+        baseline_tree = Path(scratch) / "baseline"
+        subprocess.run(["git", "-C", str(REPOSITORY), "worktree", "add", "--detach", str(baseline_tree), arguments.baseline], check=True, stdout=sys.stderr)
+        try:
+            runs = {"baseline": [], "current": []}
+            for round_index in range(arguments.rounds):
+                for name, tree in (("baseline", baseline_tree), ("current", REPOSITORY)):
+                    runs[name].append(run_step(tree, step_arguments))
+                    print(f"round {round_index + 1}, {name}: {runs[name][-1]['train_seconds_median']} s/step", file=sys.stderr)
+        finally:
+            subprocess.run(["git", "-C", str(REPOSITORY), "worktree", "remove", "--force", str(baseline_tree)], check=True)
+
+    def summary(name: str) -> dict:
+        return {
+            "train_seconds_median": statistics.median(s for run in runs[name] for s in run["train_seconds"]),
+            "eval_seconds_median": statistics.median(run["eval_seconds_median"] for run in runs[name]),
+            "train_nfe": runs[name][-1]["train_nfe"],
+            "eval_nfe": runs[name][-1]["eval_nfe"],
+            "package": runs[name][-1]["package"],
+        }
+
+    baseline, current = summary("baseline"), summary("current")
+    first, last = runs["baseline"][-1], runs["current"][-1]
+    emit({
+        "benchmark": "speedup",
+        "machine": machine(),
+        "baseline_commit": subprocess.run(["git", "-C", str(REPOSITORY), "rev-parse", arguments.baseline], stdout=subprocess.PIPE, text=True).stdout.strip(),
+        "current_commit": subprocess.run(["git", "-C", str(REPOSITORY), "rev-parse", "HEAD"], stdout=subprocess.PIPE, text=True).stdout.strip(),
+        "level": last["level"],
+        "batch_size": last["batch_size"],
+        "baseline": baseline,
+        "current": current,
+        "train_speedup": round(baseline["train_seconds_median"] / current["train_seconds_median"], 3),
+        "eval_speedup": round(baseline["eval_seconds_median"] / current["eval_seconds_median"], 3),
+        "train_bits_largest_difference": largest_difference(first["train_bits"], last["train_bits"]),
+        "eval_bits_largest_difference": largest_difference(first["eval_bits"], last["eval_bits"]),
+        "train_logp_largest_relative_difference": largest_relative_logp_difference(first["train_bits"], last["train_bits"]),
+        "eval_logp_largest_relative_difference": largest_relative_logp_difference(first["eval_bits"], last["eval_bits"]),
+        "dimensions": last["dimensions"],
+    })
+
+
+if __name__ == "__main__":
+    main()

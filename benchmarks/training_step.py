@@ -1,0 +1,117 @@
+"""Time one level's training step (forward and backward) and evaluation on a fixed batch.
+
+    python benchmarks/training_step.py --model runs/cifar10/model --level 32x32 --steps 5 > step.json
+    python benchmarks/training_step.py --model runs/cifar10/model --profile > /dev/null
+
+The batch, the dequantization noise and the Hutchinson probes are fixed by the seed, and the
+weights are not updated, so every timed step does the same work and two checkouts of the code
+can be compared on the same numbers (see ``speedup.py``). The script uses only the stable parts of
+the package (``load_stack``, ``level_loss``, ``level_bits``), which is what lets it run against
+an older commit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import mrcnf_cli
+from mrcnf_cli.store import load_stack
+from mrcnf_cli.training import TrainOptions, level_bits, level_loss
+
+
+def fixed_batch(stack, batch_size: int, images: Path | None, seed: int) -> torch.Tensor:
+    """Return (B, C, H, W) uint8 images: the first test images of ``images`` (.npy) or seeded noise."""
+    channels, size = stack.config.channels, stack.sizes[-1]
+    if images is not None:
+        array = np.load(images)[:batch_size]
+        return torch.from_numpy(np.array(array))
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (batch_size, channels, *size), generator=generator, dtype=torch.uint8)
+
+
+def training_step(stack, index: int, batch: torch.Tensor, seed: int) -> tuple[float, torch.Tensor, int]:
+    """Run one forward and backward pass; return its seconds, the bits (B,) and the NFE."""
+    level = stack.levels[index]
+    level.train()
+    level.zero_grad(set_to_none=True)
+    generator = torch.Generator().manual_seed(seed)
+
+    started = time.perf_counter()
+    loss, bits = level_loss(stack, index, batch, generator, TrainOptions())
+    loss.backward()
+    seconds = time.perf_counter() - started
+    return seconds, bits.detach(), level.nfe
+
+
+@torch.no_grad()
+def evaluation(stack, index: int, batch: torch.Tensor, seed: int) -> tuple[float, torch.Tensor, int]:
+    """Run one evaluation pass with the evaluation solver; return its seconds, bits (B,) and NFE."""
+    level = stack.levels[index]
+    level.eval()
+    generator = torch.Generator().manual_seed(seed)
+
+    started = time.perf_counter()
+    bits = level_bits(stack, index, batch, generator)
+    seconds = time.perf_counter() - started
+    return seconds, bits, level.nfe
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True, help="a trained stack directory")
+    parser.add_argument("--level", default=None, help="level to time, for example 32x32 (default: the finest)")
+    parser.add_argument("--images", type=Path, default=None, help=".npy of uint8 images (N, C, H, W); default: seeded noise")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=5, help="timed training steps after one warm-up step")
+    parser.add_argument("--eval-steps", type=int, default=2, help="timed evaluation passes after one warm-up pass")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--profile", action="store_true", help="print torch.profiler tables of one step on stderr")
+    arguments = parser.parse_args()
+
+    torch.manual_seed(arguments.seed)
+    stack = load_stack(arguments.model).stack
+    names = [level.config.name for level in stack.levels]
+    index = names.index(arguments.level) if arguments.level else len(names) - 1
+    batch = fixed_batch(stack, arguments.batch_size, arguments.images, arguments.seed)
+
+    if arguments.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        training_step(stack, index, batch, arguments.seed)
+        for name, run in (("training step", training_step), ("evaluation", evaluation)):
+            with profile(activities=[ProfilerActivity.CPU], record_shapes=False) as profiler:
+                run(stack, index, batch, arguments.seed)
+            print(f"== {name} ==", file=sys.stderr)
+            print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=25), file=sys.stderr)
+
+    train_runs = [training_step(stack, index, batch, arguments.seed) for _ in range(arguments.steps + 1)]
+    eval_runs = [evaluation(stack, index, batch, arguments.seed) for _ in range(arguments.eval_steps + 1)]
+    dimensions = math.prod(stack.levels[index].config.variable_shape)
+
+    print(json.dumps({
+        "level": names[index],
+        "batch_size": arguments.batch_size,
+        "threads": torch.get_num_threads(),
+        "train_seconds": [round(run[0], 4) for run in train_runs[1:]],
+        "train_seconds_median": round(statistics.median(run[0] for run in train_runs[1:]), 4),
+        "train_nfe": train_runs[-1][2],
+        "train_bits": train_runs[-1][1].double().tolist(),
+        "eval_seconds_median": round(statistics.median(run[0] for run in eval_runs[1:]), 4),
+        "eval_nfe": eval_runs[-1][2],
+        "eval_bits": eval_runs[-1][1].double().tolist(),
+        "dimensions": dimensions,
+        "package": str(Path(mrcnf_cli.__file__).parent),
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
