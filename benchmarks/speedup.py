@@ -38,9 +38,8 @@ def largest_difference(first: list[float], second: list[float]) -> float:
 
 
 def largest_relative_logp_difference(first: list[float], second: list[float]) -> float:
-    """Largest relative difference of log-likelihoods given as bits per dimension (8 - bits is
-    log2 p per dimension of the level's variables, up to the 8 bits of quantization)."""
-    return max(abs(a - b) / abs(8 - a) for a, b in zip(first, second, strict=True))
+    """Largest relative difference of the images' log-likelihoods, given in bits per dimension."""
+    return max(abs(a - b) / abs(a) for a, b in zip(first, second, strict=True))
 
 
 def main() -> None:
