@@ -3,7 +3,7 @@
     python benchmarks/equal_budget.py --minutes 30 --rounds 3 --out runs/equal-budget \
         --plot docs/equal-budget-cifar10.png > equal-budget.json
 
-Each stack trains in ``--rounds`` calls of ``mrcnf train`` of ``minutes / rounds`` each; every
+Each stack trains in ``--rounds`` calls of ``mrcnf train`` of ``minutes / rounds`` each. Every
 call resumes where the previous one stopped, and ``--max-time`` splits its time between the
 levels. After each round the stack is evaluated on the first ``--curve-images`` test images
 (the points of the plot); after the last round on the first ``--test-images`` (the table).
@@ -21,7 +21,7 @@ from common import emit, machine, mrcnf, real_data_root
 
 
 def level_statistics(model: Path) -> list[dict]:
-    """Median seconds per step and training NFE of each level, read from its metrics.jsonl."""
+    """Return the median seconds per step and training NFE of each level, from its metrics.jsonl."""
     rows = []
     for metrics in sorted((model / "runs").glob("level-*/metrics.jsonl")):
         steps = [json.loads(line) for line in metrics.read_text().splitlines()]

@@ -3,9 +3,9 @@
     python benchmarks/training_step.py --model runs/cifar10/model --level 32x32 --steps 5 > step.json
     python benchmarks/training_step.py --model runs/cifar10/model --profile > /dev/null
 
-The batch, the dequantization noise and the Hutchinson probes are fixed by the seed, and the
-weights are not updated, so every timed step does the same work and two checkouts of the code
-can be compared on the same numbers (see ``speedup.py``). The script uses only the stable parts of
+The seed fixes the batch, the dequantization noise and the Hutchinson probes, and the weights are
+not updated, so every timed step does the same work. Two checkouts of the code can then be
+compared on the same numbers (see ``speedup.py``). The script uses only the stable parts of
 the package (``load_stack``, ``level_loss``, ``level_bits``), which is what lets it run against
 an older commit.
 """
@@ -13,8 +13,10 @@ an older commit.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
+import resource
 import statistics
 import sys
 import time
@@ -65,6 +67,35 @@ def evaluation(stack, index: int, batch: torch.Tensor, seed: int) -> tuple[float
     return seconds, bits, level.nfe
 
 
+@torch.no_grad()
+def sampling(stack, index: int, batch: torch.Tensor, seed: int) -> tuple[float, int]:
+    """Map base noise through the level's inverse, given the batch's coarser images; return its seconds and NFE."""
+    level = stack.levels[index]
+    level.eval()
+    generator = torch.Generator().manual_seed(seed)
+    x = batch.to(next(level.parameters()).dtype) / 255
+    _, context = stack.level_inputs(x, index)
+    z = level.sample_base(len(batch), generator=generator)
+
+    started = time.perf_counter()
+    level.inverse(z, context)
+    return time.perf_counter() - started, level.nfe
+
+
+def count_flops(function, *arguments) -> int:
+    """Count the floating-point operations of one call with torch.utils.flop_counter."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        function(*arguments)
+    return counter.get_total_flops()
+
+
+def peak_memory_mib() -> float:
+    """Return the peak resident set size of this process so far, MiB (ru_maxrss is in KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, required=True, help="a trained stack directory")
@@ -75,13 +106,31 @@ def main() -> None:
     parser.add_argument("--eval-steps", type=int, default=2, help="timed evaluation passes after one warm-up pass")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--profile", action="store_true", help="print torch.profiler tables of one step on stderr")
+    parser.add_argument("--adjoint", action="store_true", help="train with the adjoint method")
+    parser.add_argument("--sample-steps", type=int, default=0, help="timed sampling passes after one warm-up pass")
+    parser.add_argument("--flops", action="store_true", help="count the floating-point operations of each pass")
+    parser.add_argument("--layout", choices=["channels-last", "contiguous"], default=None,
+                        help="activation layout inside the network (newer commits only)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the network's forward_and_vjp (newer commits only)")
     arguments = parser.parse_args()
+
+    if arguments.layout or arguments.compile:
+        from mrcnf_cli import dynamics
+
+        if arguments.layout:
+            dynamics.ACTIVATION_LAYOUT = torch.channels_last if arguments.layout == "channels-last" else torch.contiguous_format
+        if arguments.compile:
+            dynamics.DynamicsNet.forward_and_vjp = torch.compile(dynamics.DynamicsNet.forward_and_vjp)
 
     torch.manual_seed(arguments.seed)
     stack = load_stack(arguments.model).stack
     names = [level.config.name for level in stack.levels]
     index = names.index(arguments.level) if arguments.level else len(names) - 1
     batch = fixed_batch(stack, arguments.batch_size, arguments.images, arguments.seed)
+    loaded_memory = peak_memory_mib()
+    if arguments.adjoint:
+        for block in stack.levels[index].blocks:
+            block.config = dataclasses.replace(block.config, adjoint=True)
 
     if arguments.profile:
         from torch.profiler import ProfilerActivity, profile
@@ -94,8 +143,20 @@ def main() -> None:
             print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=25), file=sys.stderr)
 
     train_runs = [training_step(stack, index, batch, arguments.seed) for _ in range(arguments.steps + 1)]
+    train_memory = peak_memory_mib()
     eval_runs = [evaluation(stack, index, batch, arguments.seed) for _ in range(arguments.eval_steps + 1)]
+    sample_runs = [sampling(stack, index, batch, arguments.seed) for _ in range(arguments.sample_steps + 1)] if arguments.sample_steps else []
     dimensions = math.prod(stack.levels[index].config.variable_shape)
+
+    extra = {}
+    if sample_runs:
+        extra["sample_seconds_median"] = round(statistics.median(run[0] for run in sample_runs[1:]), 4)
+        extra["sample_nfe"] = sample_runs[-1][1]
+    if arguments.flops:
+        extra["train_flops"] = count_flops(training_step, stack, index, batch, arguments.seed)
+        extra["eval_flops"] = count_flops(evaluation, stack, index, batch, arguments.seed)
+        if sample_runs:
+            extra["sample_flops"] = count_flops(sampling, stack, index, batch, arguments.seed)
 
     print(json.dumps({
         "level": names[index],
@@ -110,6 +171,13 @@ def main() -> None:
         "eval_bits": eval_runs[-1][1].double().tolist(),
         "dimensions": dimensions,
         "package": str(Path(mrcnf_cli.__file__).parent),
+        "adjoint": arguments.adjoint,
+        "layout": arguments.layout,
+        "compile": arguments.compile,
+        "memory_after_loading_mib": round(loaded_memory, 1),
+        "peak_memory_after_training_mib": round(train_memory, 1),
+        "peak_memory_mib": round(peak_memory_mib(), 1),
+        **extra,
     }, indent=2))
 
 

@@ -169,3 +169,29 @@ def test_more_processes_than_gpus(tmp_path):
     result = run_with_environment(environment, "train", "--model", str(tmp_path / "m"), "--steps", "1", "--device", "cuda")
     assert result.returncode == 2
     assert "CUDA is not available" in result.stderr
+
+
+def torchrun_train(cifar_crops, model, steps: int) -> subprocess.CompletedProcess:
+    """Train one 8x8 level with 2 gloo processes launched by torchrun."""
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port()),
+        "-m", "mrcnf_cli", "train", "--res", "1", "--image-size", "8", "--data", str(cifar_crops), "--model", str(model),
+        "--steps", str(steps), "--device", "cpu", "-q", *TINY_TRAINING,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_resume_under_torchrun_equals_one_run(cifar_crops, tmp_path):
+    """Two steps, a restart, and two more give the weights, optimizer and generators of four in one go."""
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    for model, budgets in ((whole, [4]), (resumed, [2, 4])):
+        for steps in budgets:
+            result = torchrun_train(cifar_crops, model, steps)
+            assert result.returncode == 0, result.stderr
+
+    expected = load_file(str(whole / "runs" / "level-08x08" / "checkpoint.safetensors"))
+    actual = load_file(str(resumed / "runs" / "level-08x08" / "checkpoint.safetensors"))
+    assert set(actual) == set(expected)
+    assert any(name.startswith("generator.1") for name in expected)
+    for name, tensor in expected.items():
+        assert torch.equal(actual[name], tensor), name

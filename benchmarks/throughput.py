@@ -1,0 +1,113 @@
+"""Throughput of every level of a trained stack, and the adjoint method against backpropagation.
+
+    python benchmarks/throughput.py --model runs/cifar10/model --images test.npy > throughput.json
+
+Each level runs in a fresh process, so that its peak memory is its own. There ``training_step.py``
+times a training step (forward and backward, batch 64), an evaluation pass and a sampling pass
+on a fixed batch. It also counts their floating-point operations with torch.utils.flop_counter
+and reads the peak resident set size. The achieved rate of each pass is set against this machine's
+float32 matrix-multiply rate, measured in the same run. The finest level is then trained once
+more with ``--adjoint`` to compare its time and memory with backpropagation through the solver.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import emit, machine
+
+STEP_SCRIPT = Path(__file__).with_name("training_step.py")
+
+
+def matmul_rate(size: int = 2048, repeats: int = 10) -> float:
+    """Measure the best float32 matrix-multiply rate of this process, FLOP/s."""
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best
+
+
+def run_level(arguments: list[str]) -> dict:
+    result = subprocess.run([sys.executable, str(STEP_SCRIPT), *arguments], stdout=subprocess.PIPE, text=True)
+    if result.returncode != 0:
+        sys.exit(f"training_step.py {' '.join(arguments)} failed with exit code {result.returncode}")
+    return json.loads(result.stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True, help="a trained stack directory")
+    parser.add_argument("--images", type=Path, default=None, help=".npy of uint8 images (N, C, H, W) at the stack's size")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=3)
+    arguments = parser.parse_args()
+
+    from mrcnf_cli.store import read_manifest
+
+    sizes = read_manifest(arguments.model).sizes
+    common = ["--model", str(arguments.model), "--batch-size", str(arguments.batch_size), "--steps", str(arguments.steps)]
+    if arguments.images:
+        common += ["--images", str(arguments.images)]
+
+    peak = matmul_rate()
+    print(f"float32 matmul: {peak / 1e9:.1f} GFLOP/s", file=sys.stderr)
+
+    levels = []
+    for height, width in sizes:
+        name = f"{height:02d}x{width:02d}"
+        run = run_level([*common, "--level", name, "--eval-steps", "2", "--sample-steps", "2", "--flops"])
+        row = {
+            "level": name,
+            "train_seconds_per_step": run["train_seconds_median"],
+            "train_nfe": run["train_nfe"],
+            "eval_images_per_second": round(arguments.batch_size / run["eval_seconds_median"], 2),
+            "eval_nfe": run["eval_nfe"],
+            "sample_images_per_second": round(arguments.batch_size / run["sample_seconds_median"], 2),
+            "sample_nfe": run["sample_nfe"],
+            "peak_memory_mib": run["peak_memory_mib"],
+        }
+        for name_of_pass, seconds in (("train", run["train_seconds_median"]), ("eval", run["eval_seconds_median"]), ("sample", run["sample_seconds_median"])):
+            rate = run[f"{name_of_pass}_flops"] / seconds
+            row[f"{name_of_pass}_gflop_per_second"] = round(rate / 1e9, 1)
+            row[f"{name_of_pass}_fraction_of_matmul"] = round(rate / peak, 3)
+        levels.append(row)
+        print(json.dumps(row), file=sys.stderr)
+
+    finest = f"{sizes[-1][0]:02d}x{sizes[-1][1]:02d}"
+    methods = {}
+    for method, flag in (("backpropagation", []), ("adjoint", ["--adjoint"])):
+        run = run_level([*common, "--level", finest, "--eval-steps", "1", *flag])
+        methods[method] = {
+            "train_seconds_per_step": run["train_seconds_median"],
+            "forward_nfe": run["train_nfe"],
+            "memory_after_loading_mib": run["memory_after_loading_mib"],
+            "peak_memory_in_training_mib": run["peak_memory_after_training_mib"],
+            "memory_growth_in_training_mib": round(run["peak_memory_after_training_mib"] - run["memory_after_loading_mib"], 1),
+        }
+        print(method, json.dumps(methods[method]), file=sys.stderr)
+
+    emit({
+        "benchmark": "throughput",
+        "machine": machine(),
+        "model": str(arguments.model),
+        "batch_size": arguments.batch_size,
+        "matmul_gflop_per_second": round(peak / 1e9, 1),
+        "levels": levels,
+        "finest_level_training": methods,
+    })
+
+
+if __name__ == "__main__":
+    main()
