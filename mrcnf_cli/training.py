@@ -394,11 +394,13 @@ class LevelTrainer:
         state.step += 1
         state.consecutive_failures = 0
 
+        # One host read for both metrics.
+        loss_value, bpd_value = torch.stack([loss.detach(), bits.detach().mean()]).tolist()
         metrics = {
             "level": self.name,
             "step": state.step,
-            "loss": float(loss.detach()),
-            "bpd": float(bits.detach().mean()),
+            "loss": loss_value,
+            "bpd": bpd_value,
             "nfe": self.level.nfe,
             "grad_norm": grad_norm,
             "learning_rate": self.optimizer.param_groups[0]["lr"],

@@ -154,6 +154,8 @@ def test_extend_adds_level_keeps_old_files(cifar_crops, tmp_path):
     assert base.exit_code == 0, base.output
     before = {name: value for name, value in digest(model).items() if name.endswith(".safetensors") and "/" not in name}
     bpd_before = json.loads(invoke("bpd", "--model", model, "--data", cifar_crops, "--image-size", 16, "--json").stdout)
+    default_size = json.loads(invoke("bpd", "--model", model, "--data", cifar_crops, "--json").stdout)
+    assert default_size["bpd"] == bpd_before["bpd"]
 
     result = invoke("extend", "--model", model, "--data", cifar_crops, "--steps", 2, "--batch-size", 16,
                     "--validate-every", 2, "--validation-images", 16, "--warmup", 1, "--json")

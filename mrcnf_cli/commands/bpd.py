@@ -41,7 +41,7 @@ def bpd(
     data: Annotated[Optional[str], typer.Option("--data", help="Data set name or path to evaluate.", autocompletion=complete_dataset)] = None,
     split: Annotated[str, typer.Option("--split", help="Split of --data: train, test or all.")] = "test",
     data_dir: DataDirOption = None,
-    image_size: Annotated[Optional[int], typer.Option("--image-size", min=1, help="Box-downsample the images to this size in pixels first.")] = None,
+    image_size: Annotated[Optional[int], typer.Option("--image-size", min=1, help="Box-downsample the images to this size in pixels first. Default: the stack's finest size, for larger images.")] = None,
     trace: Annotated[str, typer.Option("--trace", help="Divergence: hutchinson (one probe per solve, unbiased) or exact (slow, small images).", autocompletion=complete_trace)] = "hutchinson",
     solver: Annotated[Optional[str], typer.Option("--solver", help="Evaluation solver; default: the one recorded in each level file (dopri5).", autocompletion=complete_solver)] = None,
     atol: Annotated[float, typer.Option("--atol", help="Absolute tolerance with --solver.")] = 1e-5,

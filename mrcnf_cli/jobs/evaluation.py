@@ -11,7 +11,7 @@ import torch
 
 from mrcnf_cli.data import load_dataset
 from mrcnf_cli.data.decode import read_image
-from mrcnf_cli.errors import ImageSizeError, InputError
+from mrcnf_cli.errors import DataError, ImageSizeError, InputError
 from mrcnf_cli.evaluate import BpdReport, configure_evaluation, evaluate_bpd, iterate_batches
 from mrcnf_cli.solvers import SolverConfig
 from mrcnf_cli.stack import MultiResFlow
@@ -67,7 +67,9 @@ def evaluate_model(
         array, names = read_image_files(images, channels=stack.config.channels, convert=convert)
         description, split = f"{len(images)} image files", "files"
     else:
-        image_set = load_dataset(data, split=split, data_dir=data_dir, channels=stack.config.channels, convert=convert, image_size=image_size)
+        image_set = _load_at_stack_size(
+            data, stack, split=split, data_dir=data_dir, convert=convert, image_size=image_size
+        )
         array, description = image_set.array, image_set.name
 
     stack.level_count_for(_checked_size(array, stack))
@@ -75,6 +77,22 @@ def evaluate_model(
         stack, iterate_batches(array, batch_size, max_images), seed=seed, names=names, keep_rows=names is not None
     )
     return Evaluation(report, str(model_dir), description, split, trace, seed)
+
+
+def _load_at_stack_size(data: str, stack: MultiResFlow, *, split: str, data_dir, convert: bool, image_size: int | None):
+    """Load a data set; without ``image_size``, box-downsample larger square images to the stack's finest size.
+
+    Data that cannot be downsampled to that size (smaller images, another aspect) is loaded as
+    stored, and the size check that follows names the fix.
+    """
+    options = {"split": split, "data_dir": data_dir, "channels": stack.config.channels, "convert": convert}
+    height, width = stack.sizes[-1]
+    if image_size is None and height == width:
+        try:
+            return load_dataset(data, image_size=height, **options)
+        except DataError:
+            logger.debug("data set %s does not downsample to %dx%d; loading it as stored", data, height, width)
+    return load_dataset(data, image_size=image_size, **options)
 
 
 def _checked_size(array: np.ndarray, stack: MultiResFlow) -> tuple[int, int]:
