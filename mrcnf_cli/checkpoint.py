@@ -88,7 +88,7 @@ def load_checkpoint(
         raise ModelFileError(f"checkpoint {path} was trained with other level settings; pass --no-resume to start this level over")
     if state.world_size != world_size:
         raise ModelFileError(
-            f"checkpoint {path} was saved by {state.world_size} processes, but {world_size} are running; "
+            f"checkpoint {path} was saved by {state.world_size} processes, but this job runs {world_size}; "
             f"resume with {state.world_size} processes or pass --no-resume"
         )
 

@@ -8,6 +8,7 @@ and DistributedDataParallel averages the gradients. NCCL is used on CUDA and glo
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import os
 from dataclasses import dataclass
@@ -64,8 +65,15 @@ class Distributed:
 
 
 def world_from_environment() -> Distributed:
-    """Read this process's rank and world size from torchrun's environment variables."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    """Read this process's rank and world size from torchrun's environment variables.
+
+    Without WORLD_SIZE, or with WORLD_SIZE 1, the process runs alone, whatever the value of RANK.
+
+    Raises:
+        InputError: a variable is not a whole number, a rendezvous variable is missing, or the
+            rank is outside the world.
+    """
+    world_size = _environment_integer("WORLD_SIZE", "1")
     if world_size <= 1:
         return Distributed()
 
@@ -75,7 +83,17 @@ def world_from_environment() -> Distributed:
             f"WORLD_SIZE is {world_size} but {', '.join(missing)} are not set; launch with torchrun, "
             "for example: torchrun --nproc-per-node 2 -m mrcnf_cli train ..."
         )
-    return Distributed(int(os.environ["RANK"]), world_size, int(os.environ["LOCAL_RANK"]))
+    rank, local_rank = _environment_integer("RANK"), _environment_integer("LOCAL_RANK")
+    if rank >= world_size:
+        raise InputError(f"invalid RANK {rank} for WORLD_SIZE {world_size}; ranks run from 0 to {world_size - 1}")
+    return Distributed(rank, world_size, local_rank)
+
+
+def _environment_integer(name: str, default: str | None = None) -> int:
+    text = os.environ.get(name, default)
+    if text is None or not text.strip().isdigit():
+        raise InputError(f"invalid {name} {text!r}; torchrun sets it to a whole number, so launch with torchrun")
+    return int(text)
 
 
 def setup_distributed(device: torch.device, *, timeout_seconds: float = 300.0) -> tuple[Distributed, torch.device]:
@@ -122,6 +140,26 @@ def setup_distributed(device: torch.device, *, timeout_seconds: float = 300.0) -
 def shutdown_distributed() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def leaves_process_group(job):
+    """Wrap a job that may join a process group so that it leaves the group when it returns or fails.
+
+    A process that exits with a live gloo group can abort in the group's threads at exit. After a
+    successful job every process first waits at a barrier, so none leaves while others still work.
+    """
+
+    @functools.wraps(job)
+    def wrapper(*args, **kwargs):
+        try:
+            result = job(*args, **kwargs)
+            if dist.is_initialized():
+                dist.barrier()
+            return result
+        finally:
+            shutdown_distributed()
+
+    return wrapper
 
 
 def distributed_timeout() -> float:

@@ -204,12 +204,18 @@ def create_or_check_manifest(model_dir: Path, manifest: Manifest) -> Manifest:
         return existing
 
 
-def add_level_to_manifest(model_dir: Path, size: tuple[int, int]) -> Manifest:
-    """Append a finer level to ``stack.json`` under the lock; return the new manifest."""
+def add_level_to_manifest(model_dir: Path, size: tuple[int, int], data_info: dict | None = None) -> Manifest:
+    """Append a finer level to ``stack.json`` under the lock, recording the data it trains on; return the new manifest."""
     with manifest_lock(model_dir):
         manifest = read_manifest(model_dir)
+        changed = False
         if size not in manifest.sizes:
             manifest.sizes.append(tuple(size))
+            changed = True
+        if data_info is not None and manifest.data != data_info:
+            manifest.data = data_info
+            changed = True
+        if changed:
             write_manifest(model_dir, manifest)
         return manifest
 

@@ -297,6 +297,9 @@ class LevelTrainer:
                 checkpoint, self.level, self.optimizer, self.generator, rank=world.rank, world_size=world.world_size
             )
             logger.info("level %s: resuming from step %d (%s)", self.name, self.state.step, checkpoint)
+        elif world.is_main:
+            # A fresh start (--no-resume, or no checkpoint) begins a new metrics file.
+            (self.run_dir / METRICS_NAME).unlink(missing_ok=True)
 
         objective = LevelObjective(stack, level_index, options)
         if world.enabled:

@@ -154,6 +154,32 @@ def test_missing_rendezvous_is_usage_error(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    "environment, message",
+    [
+        ({"WORLD_SIZE": "abc", "RANK": "0"}, "invalid WORLD_SIZE 'abc'"),
+        ({"WORLD_SIZE": "2", "RANK": "2", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "1"}, "invalid RANK 2 for WORLD_SIZE 2"),
+        ({"WORLD_SIZE": "2", "RANK": "-1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "1"}, "invalid RANK '-1'"),
+    ],
+    ids=["world-size", "rank-too-large", "rank-negative"],
+)
+def test_bad_launch_variables_are_usage_errors(tmp_path, environment, message):
+    result = run_with_environment(environment, "train", "--model", str(tmp_path / "m"), "--steps", "1", "--device", "cpu")
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "m").exists()
+
+
+def test_stray_rank_without_world_runs_alone(cifar_crops, tmp_path):
+    result = run_with_environment(
+        {"RANK": "1", "OMP_NUM_THREADS": "1"}, "train", "--res", "1", "--image-size", "8", "--data", str(cifar_crops),
+        "--model", str(tmp_path / "m"), "--steps", "1", "--device", "cpu", "--json", *TINY_TRAINING,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["levels"][0]["steps"] == 1
+
+
 def test_absent_peer_times_out(tmp_path):
     environment = {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
                    "MASTER_PORT": str(free_port()), "MRCNF_DIST_TIMEOUT": "5"}

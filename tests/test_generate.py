@@ -131,6 +131,14 @@ def test_superres_from_high_with_figure(trained_stack, cifar_crops, tmp_path):
     assert (tmp_path / "figure.png").exists()
 
 
+def test_superres_ground_truth_finer_than_stack_rejected(trained_stack, tmp_path):
+    path = tmp_path / "large.png"
+    Image.fromarray(np.zeros((64, 64, 3), dtype=np.uint8)).save(path)
+    result = invoke("superres", path, "--model", trained_stack[0], "--from-high", "8x8", "--out", tmp_path / "out")
+    assert_one_line_error(result, 2, "64x64", "8x8, 16x16, 32x32")
+    assert not (tmp_path / "out").exists()
+
+
 def test_superres_wrong_size_rejected(trained_stack, tmp_path):
     path = tmp_path / "odd.png"
     Image.fromarray(np.zeros((12, 12, 3), dtype=np.uint8)).save(path)
@@ -164,7 +172,9 @@ def test_extend_adds_level_keeps_old_files(cifar_crops, tmp_path):
 
     after = digest(model)
     assert all(after[name] == value for name, value in before.items())
-    assert json.loads((model / "stack.json").read_text())["levels"][-1]["file"] == "level-32x32.safetensors"
+    manifest = json.loads((model / "stack.json").read_text())
+    assert manifest["levels"][-1]["file"] == "level-32x32.safetensors"
+    assert manifest["data"]["image_size"] == [32, 32]
     bpd_after = json.loads(invoke("bpd", "--model", model, "--data", cifar_crops, "--image-size", 16, "--json").stdout)
     assert bpd_after["bpd"] == bpd_before["bpd"]
     full = json.loads(invoke("bpd", "--model", model, "--data", cifar_crops, "--json").stdout)

@@ -71,6 +71,14 @@ def test_resume_continues_exactly(tmp_path, photos):
         assert resumed[step] == expected[step]
 
 
+def test_fresh_start_begins_new_metrics(tmp_path, photos):
+    train_level(fresh_stack(), 1, *photos, model_dir=tmp_path, options=options(steps=3), data_info={})
+    train_level(fresh_stack(), 1, *photos, model_dir=tmp_path, options=options(steps=2, resume=False), data_info={})
+
+    steps = [row["step"] for row in read_metrics(tmp_path) if "loss" in row]
+    assert steps == [1, 2]
+
+
 def test_rerun_after_budget_does_nothing(tmp_path, photos):
     train_level(fresh_stack(), 0, *photos, model_dir=tmp_path, options=options(steps=3), data_info={})
     before = (tmp_path / "level-04x04.safetensors").read_bytes()

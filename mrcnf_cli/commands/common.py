@@ -17,6 +17,7 @@ from rich.logging import RichHandler
 
 from mrcnf_cli.cnf import PROBES, TRACE_ESTIMATORS
 from mrcnf_cli.data import DATASETS
+from mrcnf_cli.distributed import world_from_environment
 from mrcnf_cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, InputError, MrcnfError
 from mrcnf_cli.multires import PYRAMID_MAPS
 from mrcnf_cli.solvers import SOLVERS
@@ -84,8 +85,15 @@ complete_device = completer(["auto", "cpu", "cuda", "cuda:0"])
 
 
 def is_main_process() -> bool:
-    """Return False in every process of a torchrun job except rank 0."""
-    return os.environ.get("RANK", "0") == "0"
+    """Return False in every process of a torchrun job except rank 0.
+
+    A process without WORLD_SIZE above 1 runs alone and is the main one, whatever the value of RANK. An
+    unreadable variable counts as main too, so that the error it causes gets printed.
+    """
+    try:
+        return world_from_environment().is_main
+    except InputError:
+        return True
 
 
 def default_model_dir() -> str:

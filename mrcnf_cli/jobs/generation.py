@@ -133,16 +133,18 @@ def superres_model(
     pixels, names = read_image_files(images, channels=stack.config.channels, convert=convert)
 
     ground_truth = None
+    target = parse_resolution(to) if to else stack.sizes[-1]
     if from_high is not None:
         low_size = parse_resolution(from_high)
         check_target(stack, low_size)
+        _check_ground_truth(stack, pixels, to)
+        target = parse_resolution(to) if to else tuple(pixels.shape[-2:])
         ground_truth = pixels
         x = downsample_to(stack, pixels, low_size)
     else:
         _check_superres_input(stack, pixels)
         x = continuous_input(pixels)
 
-    target = parse_resolution(to) if to else stack.sizes[-1]
     check_target(stack, target)
     if target[0] <= x.shape[-2]:
         raise ImageSizeError(
@@ -178,6 +180,21 @@ def superres_model(
     return SuperresJob(
         names, tuple(x.shape[-2:]), target, files, non_finite, generated.nfe, generated.seconds, str(compare) if compare else None
     )
+
+
+def _check_ground_truth(stack: MultiResFlow, pixels: np.ndarray, to: str | None) -> None:
+    """Require ground truth at one of the stack's resolutions, equal to ``--to`` when given."""
+    size = tuple(pixels.shape[-2:])
+    if size not in stack.sizes:
+        raise ImageSizeError(
+            f"--from-high needs ground-truth images at one of the stack's resolutions, {format_sizes(stack.sizes)}; "
+            f"these are {size[0]}x{size[1]}: crop or resize them"
+        )
+    if to is not None and parse_resolution(to) != size:
+        raise ImageSizeError(
+            f"--to {to} differs from the ground truth's {size[0]}x{size[1]}; with --from-high the output has the "
+            "ground truth's resolution, so drop --to"
+        )
 
 
 def _check_superres_input(stack: MultiResFlow, pixels: np.ndarray) -> None:

@@ -12,7 +12,7 @@ import torch
 
 from mrcnf_cli.cnf import CNFConfig
 from mrcnf_cli.data import load_dataset
-from mrcnf_cli.distributed import distributed_timeout, setup_distributed
+from mrcnf_cli.distributed import distributed_timeout, leaves_process_group, setup_distributed
 from mrcnf_cli.errors import DataError, ImageSizeError, InputError, ModelFileError
 from mrcnf_cli.level import Level
 from mrcnf_cli.parsing import parse_resolution
@@ -46,6 +46,7 @@ class ModelOptions:
     multires_noise: bool = False
 
 
+@leaves_process_group
 def train_stack(
     model_dir: Path,
     *,
@@ -140,6 +141,7 @@ def train_stack(
     return results
 
 
+@leaves_process_group
 def extend_stack(
     model_dir: Path,
     *,
@@ -188,10 +190,10 @@ def extend_stack(
         base_std=_extended_base_std(stack),
     )
     extended = MultiResFlow(stack.config, [*stack.levels, Level(new_config)]).to(device)
-    add_level_to_manifest(model_dir, target)
+    data_info = {"data": train_set.name, "image_size": list(train_set.size)}
+    add_level_to_manifest(model_dir, target, data_info)
     logger.info("extending %s from %s to %s with %s", model_dir, format_sizes([finest]), format_sizes([target]), train_set.name)
 
-    data_info = {"data": train_set.name, "image_size": list(train_set.size)}
     return train_level(
         extended, len(extended.levels) - 1, train_set.array, test_set.array,
         model_dir=model_dir, options=options, data_info=data_info, reporter=reporter, world=world,
