@@ -28,9 +28,9 @@ from torch.utils.data import DistributedSampler
 
 from mrcnf_cli.checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from mrcnf_cli.distributed import Distributed
-from mrcnf_cli.errors import InputError, NonFiniteError, SolverError
+from mrcnf_cli.errors import InputError, ModelFileError, NonFiniteError, SolverError
 from mrcnf_cli.stack import MultiResFlow, dequantize
-from mrcnf_cli.store import level_file_name, run_directory, save_level
+from mrcnf_cli.store import level_file_name, load_level, run_directory, save_level
 
 logger = logging.getLogger(__name__)
 
@@ -318,7 +318,7 @@ class LevelTrainer:
             KeyboardInterrupt: after saving the checkpoint, on Ctrl-C.
         """
         state, options = self.state, self.options
-        if state.step and self.level_path.exists() and self._budget_left(0.0) in ("steps", "epochs"):
+        if state.step and self._level_file_usable() and self._budget_left(0.0) in ("steps", "epochs"):
             logger.info("level %s: already trained for %d steps; raise --steps or --epochs to continue", self.name, state.step)
             return LevelResult(self.name, state.step, state.skipped_steps, state.best_validation_bpd, 0.0, "already trained")
 
@@ -347,7 +347,7 @@ class LevelTrainer:
                 raise KeyboardInterrupt
 
         # A final validation unless the last step was just validated.
-        if state.step % options.validate_every != 0 or not self.level_path.exists():
+        if state.step % options.validate_every != 0 or not self._level_file_usable():
             self._validate()
         self.reporter.finish()
         return LevelResult(self.name, state.step, state.skipped_steps, state.best_validation_bpd, state.seconds, stopped_by)
@@ -435,7 +435,7 @@ class LevelTrainer:
         best = self.state.best_validation_bpd is None or bpd < self.state.best_validation_bpd
         if best:
             self.state.best_validation_bpd = bpd
-        self._save(bpd if best or not self.level_path.exists() else None)
+        self._save(bpd if best or not self._level_file_usable() else None)
 
         metrics = {
             "level": self.name, "step": self.state.step, "validation_bpd": bpd,
@@ -461,6 +461,17 @@ class LevelTrainer:
                 "trained_seconds": round(self.state.seconds, 1),
             }
             save_level(self.level_path, self.level, info)
+
+    def _level_file_usable(self) -> bool:
+        """Return whether the level file exists and loads; a damaged one gets rewritten at the next validation."""
+        if not self.level_path.exists():
+            return False
+        try:
+            load_level(self.level_path)
+        except ModelFileError as error:
+            logger.warning("level %s: %s; it will be replaced by the current weights", self.name, error)
+            return False
+        return True
 
     def _budget_left(self, elapsed: float) -> str:
         return _budget_exhausted(self.state, self.options, elapsed, self.images_per_process)

@@ -79,6 +79,17 @@ def test_fresh_start_begins_new_metrics(tmp_path, photos):
     assert steps == [1, 2]
 
 
+def test_rerun_rebuilds_damaged_level_file(tmp_path, photos):
+    train_level(fresh_stack(), 0, *photos, model_dir=tmp_path, options=options(steps=3), data_info={})
+    (tmp_path / "level-04x04.safetensors").write_bytes(b"damaged")
+
+    result = train_level(fresh_stack(), 0, *photos, model_dir=tmp_path, options=options(steps=3), data_info={})
+
+    _, info = load_level(tmp_path / "level-04x04.safetensors")
+    assert result.stopped_by == "steps"
+    assert info["steps"] == 3
+
+
 def test_rerun_after_budget_does_nothing(tmp_path, photos):
     train_level(fresh_stack(), 0, *photos, model_dir=tmp_path, options=options(steps=3), data_info={})
     before = (tmp_path / "level-04x04.safetensors").read_bytes()
