@@ -32,6 +32,8 @@ class TrainingState:
         skipped_steps: non-finite steps in total.
         best_validation_bpd: best validation BPD so far, bits per dimension of the level's variables.
         world_size: number of processes that trained.
+        validation_set: data name, image size and image count that ``best_validation_bpd`` was
+            measured on.
     """
 
     step: int = 0
@@ -42,6 +44,7 @@ class TrainingState:
     skipped_steps: int = 0
     best_validation_bpd: float | None = None
     world_size: int = 1
+    validation_set: dict | None = None
 
 
 def save_checkpoint(
@@ -84,8 +87,12 @@ def load_checkpoint(
     except Exception as error:  # noqa: BLE001 - any damage means the same thing to the user
         raise ModelFileError(f"checkpoint {path} is damaged ({error}); delete it or pass --no-resume") from None
 
-    if config != level.config.to_dict():
-        raise ModelFileError(f"checkpoint {path} was trained with other level settings; pass --no-resume to start this level over")
+    expected = level.config.to_dict()
+    if config != expected:
+        changed = ", ".join(sorted(key for key in expected.keys() | config.keys() if config.get(key) != expected.get(key)))
+        raise ModelFileError(
+            f"checkpoint {path} was trained with other level settings ({changed}); pass --no-resume to start this level over"
+        )
     if state.world_size != world_size:
         raise ModelFileError(
             f"checkpoint {path} was saved by {state.world_size} processes, but this job runs {world_size}; "

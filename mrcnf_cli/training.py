@@ -301,6 +301,16 @@ class LevelTrainer:
             # A fresh start (--no-resume, or no checkpoint) begins a new metrics file.
             (self.run_dir / METRICS_NAME).unlink(missing_ok=True)
 
+        # Validation BPDs on different images do not compare, so another set starts the best over.
+        validation_set = {**data_info, "validation_images": len(self.validation_images)}
+        if self.state.validation_set not in (None, validation_set) and self.state.best_validation_bpd is not None:
+            logger.warning(
+                "level %s: the validation set changed from %s to %s; the best validation BPD starts over",
+                self.name, self.state.validation_set, validation_set,
+            )
+            self.state.best_validation_bpd = None
+        self.state.validation_set = validation_set
+
         objective = LevelObjective(stack, level_index, options)
         if world.enabled:
             device_ids = [self.device] if self.device.type == "cuda" else None

@@ -79,6 +79,18 @@ def test_fresh_start_begins_new_metrics(tmp_path, photos):
     assert steps == [1, 2]
 
 
+def test_resume_on_other_validation_set_restarts_best(tmp_path, photos, caplog):
+    train_level(fresh_stack(), 1, *photos, model_dir=tmp_path, options=options(steps=3), data_info={"data": "a"})
+    with caplog.at_level(logging.WARNING):
+        result = train_level(fresh_stack(), 1, *photos, model_dir=tmp_path, options=options(steps=4, validation_images=8), data_info={"data": "a"})
+
+    _, info = load_level(tmp_path / "level-08x08.safetensors")
+    assert "validation set changed" in caplog.text
+    assert info["validation_images"] == 8
+    assert info["steps"] == 4
+    assert result.best_validation_bpd == pytest.approx(info["validation_bpd"])
+
+
 def test_rerun_rebuilds_damaged_level_file(tmp_path, photos):
     train_level(fresh_stack(), 0, *photos, model_dir=tmp_path, options=options(steps=3), data_info={})
     (tmp_path / "level-04x04.safetensors").write_bytes(b"damaged")
