@@ -1,5 +1,5 @@
 """Run the command line with ``python -m mrcnf_cli``, under the program name ``mrcnf``."""
 
-from mrcnf_cli.app import app
+from mrcnf_cli.entry import main
 
-app(prog_name="mrcnf")
+main()

@@ -35,10 +35,5 @@ def main_callback(
     """Multi-resolution continuous normalizing flows."""
 
 
-def main() -> None:
-    """Run the command line."""
-    app()
-
-
 # Register the subcommands on the app.
 from mrcnf_cli.commands import bpd, extend, info, ood, sample, shuffle_eval, superres, train  # noqa: E402, F401

@@ -258,3 +258,17 @@ def test_failed_level_option_writes_nothing(tmp_path):
 def test_empty_stdin_rejected(trained_stack):
     result = runner_with_input("", "bpd", "-m", trained_stack[0], "-")
     assert_one_line_error(result, 2, "no image paths on stdin")
+
+
+def test_interrupt_during_startup_exits_130():
+    """Ctrl-C while torch is still importing: one line and exit code 130, no traceback."""
+    code = (
+        "import signal, sys, threading, os\n"
+        "sys.argv = ['mrcnf', 'info']\n"
+        "from mrcnf_cli.entry import main\n"
+        "threading.Timer(0.05, lambda: os.kill(os.getpid(), signal.SIGINT)).start()\n"
+        "main()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 130
+    assert result.stderr.strip() == "interrupted"
