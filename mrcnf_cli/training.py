@@ -38,6 +38,19 @@ CHECKPOINT_NAME = "checkpoint.safetensors"
 METRICS_NAME = "metrics.jsonl"
 
 
+# The command-line flag of each option, so that errors name what the user typed.
+OPTION_FLAGS = {
+    "steps": "--steps", "epochs": "--epochs", "max_time": "--max-time", "batch_size": "--batch-size",
+    "learning_rate": "--lr", "warmup_steps": "--warmup", "max_grad_norm": "--grad-clip",
+    "kinetic_weight": "--kinetic", "jacobian_weight": "--jacobian", "validate_every": "--validate-every",
+    "validation_images": "--validation-images",
+}
+
+
+def _option_name(name: str) -> str:
+    return OPTION_FLAGS.get(name, name.replace("_", " "))
+
+
 @dataclass(frozen=True)
 class TrainOptions:
     """Optimisation settings of one level.
@@ -89,17 +102,17 @@ class TrainOptions:
         }
         for name, value in positive.items():
             if not (math.isfinite(value) and value > 0):
-                raise InputError(f"{name.replace('_', ' ')} must be positive, got {value}")
+                raise InputError(f"{_option_name(name)} must be positive, got {value}")
         for name in ("steps", "epochs", "max_time"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value > 0):
-                raise InputError(f"{name.replace('_', ' ')} must be positive, got {value}")
+                raise InputError(f"{_option_name(name)} must be positive, got {value}")
         for name in ("warmup_steps", "kinetic_weight", "jacobian_weight"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
-                raise InputError(f"{name.replace('_', ' ')} must be zero or positive, got {value}")
+                raise InputError(f"{_option_name(name)} must be zero or positive, got {value}")
         if self.steps is None and self.epochs is None and self.max_time is None:
-            raise InputError("training needs a budget: give steps, epochs or max time")
+            raise InputError("training needs a budget: give --steps, --epochs or --max-time")
 
 
 class TrainingReporter(Protocol):

@@ -188,10 +188,10 @@ def test_epochs_budget(tmp_path, photos):
 
 
 @pytest.mark.parametrize("changes,message", [
-    ({"batch_size": 0}, "batch size must be positive, got 0"),
-    ({"learning_rate": float("nan")}, "learning rate must be positive"),
+    ({"batch_size": 0}, "--batch-size must be positive, got 0"),
+    ({"learning_rate": float("nan")}, "--lr must be positive"),
     ({"steps": None}, "training needs a budget"),
-    ({"kinetic_weight": -1.0}, "kinetic weight must be zero or positive"),
+    ({"kinetic_weight": -1.0}, "--kinetic must be zero or positive"),
 ])
 def test_bad_options_rejected(changes, message):
     with pytest.raises(InputError, match=message):
