@@ -73,14 +73,15 @@ def main() -> None:
     results = []
     for levels in (int(value) for value in arguments.levels.split(",")):
         model = arguments.out / f"levels-{levels}"
-        curve, train_seconds = [], 0.0
+        curve = []
         for round_index in range(arguments.rounds):
             trained, _ = mrcnf(
                 "train", "--res", levels, "--data", data, "--model", model,
                 "--max-time", f"{arguments.minutes / arguments.rounds}m", "--steps", 1000000, "--batch-size", 64,
                 "--warmup", 50, "--validate-every", 100, "--validation-images", 64, "--seed", 0, log=log,
             )
-            train_seconds += sum(level["seconds"] for level in trained["levels"])
+            # Each level reports its training seconds over all calls so far, not this call's.
+            train_seconds = sum(level["seconds"] for level in trained["levels"])
             point, _ = mrcnf(
                 "bpd", "--model", model, "--data", data, "--split", "test", "--max-images", arguments.curve_images,
                 "--batch-size", 100, log=log,
