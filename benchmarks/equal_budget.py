@@ -5,8 +5,9 @@
 
 Each stack trains in ``--rounds`` calls of ``mrcnf train`` of ``minutes / rounds`` each. Every
 call resumes where the previous one stopped, and ``--max-time`` splits its time between the
-levels. After each round the stack is evaluated on the first ``--curve-images`` test images
-(the points of the plot); after the last round on the first ``--test-images`` (the table).
+levels. After each round the stack is evaluated on the first ``--curve-images`` test images,
+which gives the points of the plot. After the last round it is also evaluated on the first
+``--test-images``, which gives the table.
 Evaluation time does not count against the budget.
 """
 
