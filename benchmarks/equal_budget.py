@@ -1,4 +1,4 @@
-"""Train 1-, 2- and 3-level stacks on CIFAR-10 (JPEG copy) for the same wall time and compare them.
+r"""Train 1-, 2- and 3-level stacks on CIFAR-10 (JPEG copy) for the same wall time and compare them.
 
     python benchmarks/equal_budget.py --minutes 30 --rounds 3 --out runs/equal-budget \
         --plot docs/equal-budget-cifar10.png > equal-budget.json
@@ -7,8 +7,8 @@ Each stack trains in ``--rounds`` calls of ``mrcnf train`` of ``minutes / rounds
 call resumes where the previous one stopped, and ``--max-time`` splits its time between the
 levels. After each round the stack is evaluated on the first ``--curve-images`` test images,
 which gives the points of the plot. After the last round it is also evaluated on the first
-``--test-images``, which gives the table.
-Evaluation time does not count against the budget.
+``--test-images``, which gives the table. Evaluation uses each level's file, the best by
+validation so far, and its time does not count against the budget.
 """
 
 from __future__ import annotations

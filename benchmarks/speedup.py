@@ -48,11 +48,15 @@ def main() -> None:
     parser.add_argument("--baseline", required=True, help="the earlier commit, for example 6373132")
     parser.add_argument("--level", default=None, help="level to time (default: the finest)")
     parser.add_argument("--images", type=Path, default=None, help=".npy of uint8 images (N, C, H, W)")
+    parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3, help="turns each tree takes")
     parser.add_argument("--steps", type=int, default=3, help="timed training steps per turn")
     arguments = parser.parse_args()
 
-    step_arguments = ["--model", str(arguments.model), "--steps", str(arguments.steps), "--eval-steps", "1"]
+    step_arguments = [
+        "--model", str(arguments.model), "--steps", str(arguments.steps), "--eval-steps", "1",
+        "--batch-size", str(arguments.batch_size),
+    ]
     if arguments.level:
         step_arguments += ["--level", arguments.level]
     if arguments.images:

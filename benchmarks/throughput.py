@@ -3,7 +3,7 @@
     python benchmarks/throughput.py --model runs/cifar10/model --images test.npy > throughput.json
 
 Each level runs in a fresh process, so that its peak memory is its own. There ``training_step.py``
-times a training step (forward and backward, batch 64), an evaluation pass and a sampling pass
+times a training step (forward and backward, ``--batch-size`` images), an evaluation pass and a sampling pass
 on a fixed batch. It also counts their floating-point operations with torch.utils.flop_counter
 and reads the peak resident set size. The achieved rate of each pass is set against this machine's
 float32 matrix-multiply rate, measured in the same run. The finest level is then trained once

@@ -35,6 +35,9 @@ def fixed_batch(stack, batch_size: int, images: Path | None, seed: int) -> torch
     channels, size = stack.config.channels, stack.sizes[-1]
     if images is not None:
         array = np.load(images)[:batch_size]
+        expected = (channels, *size)
+        if array.dtype != np.uint8 or array.ndim != 4 or tuple(array.shape[1:]) != expected:
+            sys.exit(f"{images} has {array.dtype} images of shape {array.shape[1:]}; expected uint8 (N, {expected[0]}, {expected[1]}, {expected[2]})")
         return torch.from_numpy(np.array(array))
     generator = torch.Generator().manual_seed(seed)
     return torch.randint(0, 256, (batch_size, channels, *size), generator=generator, dtype=torch.uint8)
@@ -92,8 +95,25 @@ def count_flops(function, *arguments) -> int:
 
 
 def peak_memory_mib() -> float:
-    """Return the peak resident set size of this process so far, MiB (ru_maxrss is in KiB on Linux)."""
+    """Return the peak resident set size of this process, MiB.
+
+    Reads VmHWM from /proc/self/status on Linux. ``ru_maxrss`` would not do: Linux keeps it
+    across exec, so a child started by a benchmark would report its parent's peak.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reset_peak_memory() -> None:
+    """Start the peak resident set size over from the current size (Linux; elsewhere nothing)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
 
 
 def main() -> None:
@@ -115,6 +135,8 @@ def main() -> None:
                         help="activation layout inside the network (newer commits only)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network's forward_and_vjp (newer commits only)")
     arguments = parser.parse_args()
+    if min(arguments.steps, arguments.eval_steps) < 1 or min(arguments.warmup_steps, arguments.sample_steps) < 0:
+        sys.exit("--steps and --eval-steps must be at least 1, --warmup-steps and --sample-steps at least 0")
 
     if arguments.layout or arguments.compile:
         from mrcnf_cli import dynamics
@@ -127,9 +149,16 @@ def main() -> None:
     torch.manual_seed(arguments.seed)
     stack = load_stack(arguments.model).stack
     names = [level.config.name for level in stack.levels]
-    index = names.index(arguments.level) if arguments.level else len(names) - 1
+    index = len(names) - 1
+    if arguments.level:
+        sizes = [tuple(level.config.size) for level in stack.levels]
+        requested = tuple(int(side) for side in arguments.level.lower().split("x"))
+        if requested not in sizes:
+            sys.exit(f"--level {arguments.level} is not a level of this stack; choose one of {', '.join(names)}")
+        index = sizes.index(requested)
     batch = fixed_batch(stack, arguments.batch_size, arguments.images, arguments.seed)
     loaded_memory = peak_memory_mib()
+    reset_peak_memory()
     if arguments.adjoint:
         for block in stack.levels[index].blocks:
             block.config = dataclasses.replace(block.config, adjoint=True)
@@ -140,10 +169,13 @@ def main() -> None:
         for _ in range(arguments.warmup_steps):
             training_step(stack, index, batch, arguments.seed)
         for name, run in (("training step", training_step), ("evaluation", evaluation)):
-            with profile(activities=[ProfilerActivity.CPU], record_shapes=False) as profiler:
+            with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as profiler:
                 run(stack, index, batch, arguments.seed)
             print(f"== {name} ==", file=sys.stderr)
             print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=25), file=sys.stderr)
+            print(f"== {name}, by input shape ==", file=sys.stderr)
+            averages = profiler.key_averages(group_by_input_shape=True)
+            print(averages.table(sort_by="self_cpu_time_total", row_limit=15, max_shapes_column_width=100), file=sys.stderr)
 
     for _ in range(arguments.warmup_steps):
         training_step(stack, index, batch, arguments.seed)
@@ -165,7 +197,7 @@ def main() -> None:
 
     print(json.dumps({
         "level": names[index],
-        "batch_size": arguments.batch_size,
+        "batch_size": len(batch),
         "threads": torch.get_num_threads(),
         "train_seconds": [round(run[0], 4) for run in train_runs],
         "train_seconds_median": round(statistics.median(run[0] for run in train_runs), 4),
@@ -181,7 +213,7 @@ def main() -> None:
         "compile": arguments.compile,
         "memory_after_loading_mib": round(loaded_memory, 1),
         "peak_memory_after_training_mib": round(train_memory, 1),
-        "peak_memory_mib": round(peak_memory_mib(), 1),
+        "peak_memory_mib": round(max(loaded_memory, peak_memory_mib()), 1),
         **extra,
     }, indent=2))
 
