@@ -332,6 +332,7 @@ class LevelTrainer:
             self.model = objective
         self._order: torch.Tensor | None = None
         self._order_epoch: int | None = None
+        self._replace_level_file = False
 
     def run(self) -> LevelResult:
         """Train until a budget runs out; validate, checkpoint and save the best level on the way.
@@ -341,7 +342,9 @@ class LevelTrainer:
             KeyboardInterrupt: after saving the checkpoint, on Ctrl-C.
         """
         state, options = self.state, self.options
-        if state.step and self._level_file_usable() and self._budget_left(0.0) in ("steps", "epochs"):
+        # A missing or damaged level file is replaced at the next validation, whatever its BPD.
+        self._replace_level_file = not self._level_file_usable()
+        if state.step and not self._replace_level_file and self._budget_left(0.0) in ("steps", "epochs"):
             logger.info("level %s: already trained for %d steps; raise --steps or --epochs to continue", self.name, state.step)
             return LevelResult(self.name, state.step, state.skipped_steps, state.best_validation_bpd, 0.0, "already trained")
 
@@ -370,7 +373,7 @@ class LevelTrainer:
                 raise KeyboardInterrupt
 
         # A final validation unless the last step was just validated.
-        if state.step % options.validate_every != 0 or not self._level_file_usable():
+        if state.step % options.validate_every != 0 or self._replace_level_file:
             self._validate()
         self.reporter.finish()
         return LevelResult(self.name, state.step, state.skipped_steps, state.best_validation_bpd, state.seconds, stopped_by)
@@ -458,7 +461,8 @@ class LevelTrainer:
         best = self.state.best_validation_bpd is None or bpd < self.state.best_validation_bpd
         if best:
             self.state.best_validation_bpd = bpd
-        self._save(bpd if best or not self._level_file_usable() else None)
+        self._save(bpd if best or self._replace_level_file else None)
+        self._replace_level_file = False
 
         metrics = {
             "level": self.name, "step": self.state.step, "validation_bpd": bpd,
@@ -486,7 +490,7 @@ class LevelTrainer:
             save_level(self.level_path, self.level, info)
 
     def _level_file_usable(self) -> bool:
-        """Return whether the level file exists and loads; a damaged one gets rewritten at the next validation."""
+        """Return whether the level file exists and loads."""
         if not self.level_path.exists():
             return False
         try:
