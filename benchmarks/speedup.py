@@ -33,6 +33,12 @@ def run_step(tree: Path, arguments: list[str]) -> dict:
     return json.loads(result.stdout)
 
 
+def has_uncommitted_changes() -> bool:
+    """Whether this checkout's tracked files differ from its HEAD commit."""
+    status = subprocess.run(["git", "-C", str(REPOSITORY), "status", "--porcelain", "--untracked-files=no"], stdout=subprocess.PIPE, text=True)
+    return bool(status.stdout.strip())
+
+
 def largest_difference(first: list[float], second: list[float]) -> float:
     return max(abs(a - b) for a, b in zip(first, second, strict=True))
 
@@ -90,6 +96,7 @@ def main() -> None:
         "machine": machine(),
         "baseline_commit": subprocess.run(["git", "-C", str(REPOSITORY), "rev-parse", arguments.baseline], stdout=subprocess.PIPE, text=True).stdout.strip(),
         "current_commit": subprocess.run(["git", "-C", str(REPOSITORY), "rev-parse", "HEAD"], stdout=subprocess.PIPE, text=True).stdout.strip(),
+        "current_uncommitted_changes": has_uncommitted_changes(),
         "level": last["level"],
         "batch_size": last["batch_size"],
         "baseline": baseline,

@@ -3,6 +3,7 @@ import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import mrcnf_cli.cnf as cnf_module
 from mrcnf_cli.cnf import CNFBlock, CNFConfig, draw_probe, exact_divergence, hutchinson_terms
@@ -18,6 +19,17 @@ TIGHT = SolverConfig("dopri5", atol=1e-10, rtol=1e-10)
 def random_net(channels=2, context_channels=0, seed=0):
     net = DynamicsNet(channels, context_channels=context_channels, hidden=(8, 8))
     return randomize(net.double(), seed=seed)
+
+
+def reference_field(net, t, x, context=None):
+    """Compute the network's field from its weights, with a plain concatenation and softplus at each layer."""
+    h = x if context is None else torch.cat([x, context], dim=1)
+    for index, layer in enumerate(net.layers):
+        time_channel = t.to(h).expand(h.shape[0], 1, h.shape[2], h.shape[3])
+        h = F.conv2d(torch.cat([time_channel, h], dim=1), layer.conv.weight, layer.conv.bias, padding=1)
+        if index < len(net.layers) - 1:
+            h = F.softplus(h)
+    return h
 
 
 def field_jacobian(net, t, x, context=None):
@@ -52,6 +64,34 @@ def test_exact_trace_matches_brute_force():
 
 
 @pytest.mark.parametrize("context_channels", [0, 2])
+def test_field_equals_reference(context_channels):
+    net = random_net(context_channels=context_channels, seed=4)
+    x = torch.randn(3, 2, 4, 5, dtype=torch.float64)
+    context = torch.randn(3, context_channels, 4, 5, dtype=torch.float64) if context_channels else None
+    t = torch.tensor(0.7, dtype=torch.float64)
+
+    expected = reference_field(net, t, x, context)
+    with torch.no_grad():
+        assert torch.allclose(net(t, x, context), expected, rtol=0, atol=1e-13)
+    assert torch.allclose(net(t, x, context), expected, rtol=0, atol=1e-13)
+
+
+def test_field_gradients_equal_reference():
+    """Backpropagation through the field matches the reference, also to t, which the adjoint method uses."""
+    net = random_net(context_channels=1, seed=7)
+    x = torch.randn(2, 2, 3, 4, dtype=torch.float64, requires_grad=True)
+    context = torch.randn(2, 1, 3, 4, dtype=torch.float64)
+    t = torch.tensor(0.4, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(2, 2, 3, 4, dtype=torch.float64)
+    inputs = (t, x, *net.parameters())
+
+    gradients = torch.autograd.grad((net(t, x, context) * weights).sum(), inputs)
+    expected = torch.autograd.grad((reference_field(net, t, x, context) * weights).sum(), inputs)
+
+    assert max(torch.linalg.norm(a - b) / torch.linalg.norm(b) for a, b in zip(gradients, expected)) < 1e-12
+
+
+@pytest.mark.parametrize("context_channels", [0, 2])
 def test_written_out_vjp_equals_autograd(context_channels):
     net = random_net(context_channels=context_channels, seed=5)
     x = torch.randn(3, 2, 4, 5, dtype=torch.float64, requires_grad=True)
@@ -60,15 +100,20 @@ def test_written_out_vjp_equals_autograd(context_channels):
     e = torch.randn_like(x)
 
     dx, vjp = net.forward_and_vjp(t, x, context, e)
-    expected_dx = net(t, x, context)
+    expected_dx = reference_field(net, t, x, context)
     expected_vjp = torch.autograd.grad(expected_dx, x, e, create_graph=True)[0]
 
     assert torch.allclose(dx, expected_dx, rtol=0, atol=1e-13)
     assert torch.allclose(vjp, expected_vjp, rtol=0, atol=1e-13)
 
 
-def test_written_out_vjp_has_the_double_backward_gradients():
-    """Training backpropagates through the written-out product; its gradients must be autograd's."""
+@pytest.mark.parametrize("field", ["reference", "network"])
+def test_written_out_vjp_has_the_double_backward_gradients(field):
+    """Training backpropagates through the written-out product; its gradients must be autograd's.
+
+    Against the network's own field, this also checks that its activation can be differentiated
+    twice, as the exact trace does.
+    """
     net = random_net(context_channels=1, seed=6)
     x = torch.randn(2, 2, 3, 3, dtype=torch.float64, requires_grad=True)
     context = torch.randn(2, 1, 3, 3, dtype=torch.float64)
@@ -81,7 +126,7 @@ def test_written_out_vjp_has_the_double_backward_gradients():
 
     dx, vjp = net.forward_and_vjp(t, x, context, e)
     written_out = torch.autograd.grad(loss(dx, vjp), inputs)
-    dx = net(t, x, context)
+    dx = reference_field(net, t, x, context) if field == "reference" else net(t, x, context)
     vjp = torch.autograd.grad(dx, x, e, create_graph=True)[0]
     double_backward = torch.autograd.grad(loss(dx, vjp), inputs)
 
