@@ -1,4 +1,4 @@
-r"""Train 1-, 2- and 3-level stacks on CIFAR-10 (JPEG copy) for the same wall time and compare them.
+r"""Train 1-, 2- and 3-level stacks for the same wall time and compare them, by default on CIFAR-10.
 
     python benchmarks/equal_budget.py --minutes 30 --rounds 3 --out runs/equal-budget \
         --plot docs/equal-budget-cifar10.png > equal-budget.json
@@ -9,6 +9,11 @@ levels. After each round the stack is evaluated on the first ``--curve-images`` 
 which gives the points of the plot. After the last round it is also evaluated on the first
 ``--test-images``, which gives the table. Evaluation uses each level's file, the best by
 validation so far, and its time does not count against the budget.
+
+A short trial of the script, a few minutes in all:
+
+    python benchmarks/equal_budget.py --minutes 1 --rounds 1 --levels 1,2 --batch-size 16 \
+        --curve-images 20 --test-images 50 --out /tmp/equal-budget-trial > trial.json
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 from pathlib import Path
 
 from common import emit, machine, mrcnf, real_data_root
@@ -36,7 +42,7 @@ def level_statistics(model: Path) -> list[dict]:
     return rows
 
 
-def plot(results: list[dict], path: Path, curve_images: int) -> None:
+def plot(results: list[dict], path: Path, curve_images: int, data_name: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -49,7 +55,7 @@ def plot(results: list[dict], path: Path, curve_images: int) -> None:
         axes.plot(minutes, bpd, marker="o", label=f"{result['levels']} level{'s' if result['levels'] > 1 else ''}")
     axes.set_xlabel("training wall time (minutes, 2 CPU cores)")
     axes.set_ylabel(f"test bits/dim (first {curve_images} images)")
-    axes.set_title("CIFAR-10 (JPEG copy), 32x32: equal training time")
+    axes.set_title(f"{data_name}: equal training time")
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()
@@ -63,11 +69,18 @@ def main() -> None:
     parser.add_argument("--levels", default="1,2,3", help="stack depths to compare")
     parser.add_argument("--curve-images", type=int, default=200)
     parser.add_argument("--test-images", type=int, default=1000)
+    parser.add_argument("--data", type=Path, default=None, help="data set to train and test on (default: the CIFAR-10 JPEG copy)")
+    parser.add_argument("--batch-size", type=int, default=64, help="training batch size")
     parser.add_argument("--out", type=Path, default=Path("runs/equal-budget"))
     parser.add_argument("--plot", type=Path, default=None, help="write the BPD against time plot here")
     arguments = parser.parse_args()
 
-    data = real_data_root() / "cifar10-jpg"
+    if arguments.batch_size < 1 or arguments.rounds < 1 or arguments.minutes <= 0:
+        sys.exit("--batch-size and --rounds must be at least 1 and --minutes above 0")
+    if arguments.data is None:
+        data, data_name = real_data_root() / "cifar10-jpg", "CIFAR-10 (JPEG copy), 32x32"
+    else:
+        data, data_name = arguments.data, str(arguments.data)
     arguments.out.mkdir(parents=True, exist_ok=True)
     log = arguments.out / "log.txt"
 
@@ -78,7 +91,7 @@ def main() -> None:
         for round_index in range(arguments.rounds):
             trained, _ = mrcnf(
                 "train", "--res", levels, "--data", data, "--model", model,
-                "--max-time", f"{arguments.minutes / arguments.rounds}m", "--steps", 1000000, "--batch-size", 64,
+                "--max-time", f"{arguments.minutes / arguments.rounds}m", "--steps", 1000000, "--batch-size", arguments.batch_size,
                 "--warmup", 50, "--validate-every", 100, "--validation-images", 64, "--seed", 0, log=log,
             )
             # Each level reports its training seconds over all calls so far, not this call's.
@@ -108,8 +121,11 @@ def main() -> None:
         })
 
     if arguments.plot:
-        plot(results, arguments.plot, arguments.curve_images)
-    emit({"benchmark": "equal_budget", "data": "CIFAR-10 (JPEG copy)", "machine": machine(), "results": results})
+        plot(results, arguments.plot, arguments.curve_images, data_name)
+    emit({
+        "benchmark": "equal_budget", "data": data_name, "batch_size": arguments.batch_size, "machine": machine(),
+        "results": results,
+    })
 
 
 if __name__ == "__main__":
