@@ -34,7 +34,7 @@ def run_step(tree: Path, arguments: list[str]) -> dict:
 
 
 def has_uncommitted_changes() -> bool:
-    """Whether this checkout's tracked files differ from its HEAD commit."""
+    """Return whether this checkout's tracked files differ from its HEAD commit."""
     status = subprocess.run(["git", "-C", str(REPOSITORY), "status", "--porcelain", "--untracked-files=no"], stdout=subprocess.PIPE, text=True)
     return bool(status.stdout.strip())
 
