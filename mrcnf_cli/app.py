@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from mrcnf_cli import __version__
+from mrcnf_cli.commands.group import CommandGroup
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 success; 2 bad usage or bad input; 1 runtime failure; 130 interrupted (after saving state)."
@@ -12,6 +13,7 @@ EXIT_CODES_HELP = (
 
 app = typer.Typer(
     name="mrcnf",
+    cls=CommandGroup,
     help="Multi-resolution continuous normalizing flows: train, evaluate and sample exact-likelihood "
     "image models.\n\n" + EXIT_CODES_HELP,
     no_args_is_help=True,

@@ -206,6 +206,38 @@ def test_bad_numbers_exit_two(command, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("arguments,line", [
+    (["train", "--foo"], "error: No such option: --foo; see 'mrcnf train --help'"),
+    (["nosuch"], "error: No such command 'nosuch'; see 'mrcnf --help'"),
+    (["bpd", "--mdl", "x"], "error: No such option: --mdl (Possible options: --model); see 'mrcnf bpd --help'"),
+])
+def test_parse_error_is_one_line(arguments, line):
+    result = invoke(*arguments)
+    assert_one_line_error(result, 2)
+    assert result.stderr.strip() == line
+    assert result.stdout == ""
+
+
+def test_bad_number_error_names_option(tmp_path):
+    result = invoke("sample", "-n", "x", "-m", tmp_path / "m")
+    assert_one_line_error(result, 2, "'-n' / '--count'", "see 'mrcnf sample --help'")
+
+
+def test_no_arguments_prints_help():
+    result = invoke()
+    assert result.exit_code == 2
+    assert "Usage: mrcnf [OPTIONS] COMMAND" in result.stdout
+    assert "error" not in result.stderr
+
+
+def test_piped_table_is_not_cut(trained_stack, cifar_crops, monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)
+    result = invoke("info", "-m", trained_stack[0])
+    assert result.exit_code == 0, result.output
+    assert str(cifar_crops) in result.stdout
+    assert "…" not in result.stdout
+
+
 def test_lossless_modes_accepted(trained_stack, broken):
     for name in ("grey.png", "palette.png"):
         result = invoke("bpd", "-m", trained_stack[0], broken["root"] / name, "--json", "-q")

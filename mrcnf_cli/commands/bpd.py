@@ -6,14 +6,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from mrcnf_cli.app import app
 from mrcnf_cli.commands.common import (
-    complete_dataset,
-    complete_solver,
-    complete_trace,
     ConvertOption,
     DataDirOption,
     DeviceOption,
@@ -23,15 +19,19 @@ from mrcnf_cli.commands.common import (
     SeedOption,
     VerboseOption,
     command_errors,
+    complete_dataset,
+    complete_solver,
+    complete_trace,
     default_device,
     default_model_dir,
+    output_console,
     print_json,
     read_paths_from_stdin,
     setup_logging,
 )
-from mrcnf_cli.solvers import SolverConfig
 from mrcnf_cli.jobs.evaluation import evaluate_model
 from mrcnf_cli.parsing import resolve_device
+from mrcnf_cli.solvers import SolverConfig
 
 
 @app.command()
@@ -103,7 +103,7 @@ def bpd(
         )
         return
 
-    console = Console()
+    console = output_console()
     if report.rows:
         rows = Table(title="bits per dimension per image")
         rows.add_column("image")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.console import Console
 from rich.logging import RichHandler
 
 from mrcnf_cli.cnf import PROBES, TRACE_ESTIMATORS
@@ -23,6 +24,20 @@ from mrcnf_cli.multires import PYRAMID_MAPS
 from mrcnf_cli.solvers import SOLVERS
 
 logger = logging.getLogger("mrcnf_cli")
+
+# Width of tables and text printed to stdout when it is not a terminal, so that a table piped to
+# a file or a pager is not cut at Rich's default of 80 columns.
+PIPED_OUTPUT_WIDTH = 1000
+
+
+def output_console() -> Console:
+    """Return the console for results on stdout: the terminal's width, or wide enough when piped.
+
+    A ``COLUMNS`` environment variable still sets the width, as Rich reads it.
+    """
+    if sys.stdout.isatty() or "COLUMNS" in os.environ:
+        return Console()
+    return Console(width=PIPED_OUTPUT_WIDTH)
 
 
 def setup_logging(*, verbose: bool = False, quiet: bool = False) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
 from mrcnf_cli.app import app
@@ -15,6 +14,7 @@ from mrcnf_cli.commands.common import (
     VerboseOption,
     command_errors,
     default_model_dir,
+    output_console,
     print_json,
     setup_logging,
 )
@@ -53,4 +53,4 @@ def info(
             "-" if level.get("validation_bpd") is None else f"{level['validation_bpd']:.4f}",
             str(level["file_bytes"] or "-"),
         )
-    Console().print(table)
+    output_console().print(table)

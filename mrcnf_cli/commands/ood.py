@@ -6,12 +6,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from mrcnf_cli.app import app
 from mrcnf_cli.commands.common import (
-    complete_dataset,
     ConvertOption,
     DataDirOption,
     DeviceOption,
@@ -21,15 +19,17 @@ from mrcnf_cli.commands.common import (
     SeedOption,
     VerboseOption,
     command_errors,
+    complete_dataset,
     completer,
     default_device,
     default_model_dir,
+    output_console,
     print_json,
     setup_logging,
 )
 from mrcnf_cli.data import DATASETS
-from mrcnf_cli.ood import BUILT_IN_SETS, CODECS
 from mrcnf_cli.jobs.ood import METHODS, ood_evaluation
+from mrcnf_cli.ood import BUILT_IN_SETS, CODECS
 from mrcnf_cli.parsing import resolve_device
 
 POSITIVE_CLASS = "out-of-distribution (AUPR is given for both classes)"
@@ -98,7 +98,7 @@ def ood(
         )
         return
 
-    console = Console()
+    console = output_console()
     table = Table(title=f"in-distribution: {report.in_distribution.name}; {SCORE_DIRECTION}")
     for column in ("OOD set", "score", "auROC", "AUPR in", "AUPR out", "FPR@95%TPR", "N in", "N out"):
         table.add_column(column)

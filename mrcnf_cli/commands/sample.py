@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
 from mrcnf_cli.app import app
 from mrcnf_cli.commands.common import (
@@ -19,6 +18,7 @@ from mrcnf_cli.commands.common import (
     command_errors,
     default_device,
     default_model_dir,
+    output_console,
     print_json,
     setup_logging,
 )
@@ -65,7 +65,7 @@ def sample(
         )
         return
     summary = ", ".join(f"{level['resolution']} NFE {level['nfe']}" for level in levels)
-    Console().print(
+    output_console().print(
         f"wrote {job.requested - job.non_finite} images to {', '.join(job.files[:1])}{' ...' if len(job.files) > 1 else ''} "
         f"in {job.seconds:.1f} s ({summary}); non-finite: {job.non_finite}"
     )

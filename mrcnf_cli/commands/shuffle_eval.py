@@ -6,12 +6,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from mrcnf_cli.app import app
 from mrcnf_cli.commands.common import (
-    complete_dataset,
     ConvertOption,
     DataDirOption,
     DeviceOption,
@@ -21,8 +19,10 @@ from mrcnf_cli.commands.common import (
     SeedOption,
     VerboseOption,
     command_errors,
+    complete_dataset,
     default_device,
     default_model_dir,
+    output_console,
     print_json,
     setup_logging,
 )
@@ -99,4 +99,4 @@ def shuffle_eval(
     table.add_column("std", justify="right")
     for row in rows:
         table.add_row(str(row["patch"]), f"{row['bpd']:.4f}", f"{row['bpd_std']:.4f}")
-    Console().print(table)
+    output_console().print(table)

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
 from mrcnf_cli.app import app
 from mrcnf_cli.commands.common import (
@@ -20,6 +19,7 @@ from mrcnf_cli.commands.common import (
     command_errors,
     default_device,
     default_model_dir,
+    output_console,
     print_json,
     read_paths_from_stdin,
     setup_logging,
@@ -81,7 +81,7 @@ def superres(
         )
         return
     written = sum(len(files) for files in job.files)
-    Console().print(
+    output_console().print(
         f"wrote {written} images of {job.output_size[0]}x{job.output_size[1]} from {len(job.inputs)} inputs of "
         f"{job.input_size[0]}x{job.input_size[1]} into {out} in {job.seconds:.1f} s (NFE per level {job.nfe}); "
         f"non-finite: {job.non_finite}" + (f"; figure {job.figure}" if job.figure else "")

@@ -7,13 +7,11 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from mrcnf_cli.app import app
+from mrcnf_cli.commands import training_options as options
 from mrcnf_cli.commands.common import (
-    complete_dataset,
-    complete_map,
     ConvertOption,
     DataDirOption,
     DeviceOption,
@@ -23,17 +21,19 @@ from mrcnf_cli.commands.common import (
     SeedOption,
     VerboseOption,
     command_errors,
+    complete_dataset,
+    complete_map,
     default_device,
     default_model_dir,
     is_main_process,
+    output_console,
     print_json,
     setup_logging,
 )
 from mrcnf_cli.commands.progress import RichReporter
-from mrcnf_cli.training import LevelResult
-from mrcnf_cli.commands import training_options as options
 from mrcnf_cli.jobs.training import ModelOptions, train_stack
 from mrcnf_cli.parsing import parse_widths, resolve_device
+from mrcnf_cli.training import LevelResult
 
 ARCHITECTURE = "Architecture of new levels"
 
@@ -148,4 +148,4 @@ def print_level_results(model_dir: Path, results: list[LevelResult], *, json_out
     for row in rows:
         bpd = "-" if row["validation_bpd"] is None else f"{row['validation_bpd']:.4f}"
         table.add_row(row["level"], str(row["steps"]), str(row["skipped_steps"]), bpd, str(row["seconds"]), row["stopped_by"])
-    Console().print(table)
+    output_console().print(table)
