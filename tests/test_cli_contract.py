@@ -210,6 +210,7 @@ def test_bad_numbers_exit_two(command, tmp_path):
     (["train", "--foo"], "error: No such option: --foo; see 'mrcnf train --help'"),
     (["nosuch"], "error: No such command 'nosuch'; see 'mrcnf --help'"),
     (["bpd", "--mdl", "x"], "error: No such option: --mdl (Possible options: --model); see 'mrcnf bpd --help'"),
+    (["sample", "-n"], "error: Option '-n' requires an argument; see 'mrcnf sample --help'"),
 ])
 def test_parse_error_is_one_line(arguments, line):
     result = invoke(*arguments)

@@ -16,13 +16,20 @@ except ImportError:
     from click.exceptions import ClickException, UsageError
 
 
-def usage_error_line(error: ClickException) -> str:
-    """Return the one line that reports a Click error, with the help command for a usage error."""
+def usage_error_line(error: ClickException, command_path: str) -> str:
+    """Return the one line that reports a Click error, with the help command for a usage error.
+
+    ``command_path`` names the command when the error carries no context: Click raises some
+    parser errors, such as an option given without its value, before it builds one.
+    """
     message = " ".join(error.format_message().split()).rstrip(".")
+    if not isinstance(error, UsageError):
+        return f"error: {message}"
+
     context = getattr(error, "ctx", None)
-    if isinstance(error, UsageError) and context is not None:
-        return f"error: {message}; see '{context.command_path} --help'"
-    return f"error: {message}"
+    if context is not None:
+        command_path = context.command_path
+    return f"error: {message}; see '{command_path} --help'"
 
 
 class CommandGroup(TyperGroup):
@@ -42,7 +49,7 @@ class CommandGroup(TyperGroup):
         except ClickException as error:
             # Typer has printed the help already when the command was called without arguments.
             if type(error).__name__ != "NoArgsIsHelpError":
-                typer.echo(usage_error_line(error), err=True)
+                typer.echo(usage_error_line(error, self._command_path(args, prog_name)), err=True)
             sys.exit(error.exit_code)
         except typer.Abort:
             typer.echo("aborted", err=True)
@@ -50,3 +57,11 @@ class CommandGroup(TyperGroup):
 
         # Without standalone mode, Click returns the exit code a command raised, or what it returned.
         sys.exit(result if isinstance(result, int) else EXIT_OK)
+
+    def _command_path(self, args: Any, prog_name: str | None) -> str:
+        """Return the program name, followed by the subcommand when the arguments name one."""
+        arguments = list(sys.argv[1:] if args is None else args)
+        program = prog_name or self.name or "mrcnf"
+        if arguments and arguments[0] in self.commands:
+            return f"{program} {arguments[0]}"
+        return program
