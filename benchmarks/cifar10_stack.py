@@ -5,21 +5,20 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from common import emit, machine, mrcnf, real_data_root
+from common import ArgumentParser, at_least, emit, machine, mrcnf, new_model_folder, positive_number, real_data_root, run_main
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--minutes", type=float, default=20.0, help="training wall time for all levels together")
-    parser.add_argument("--test-images", type=int, default=1000)
-    parser.add_argument("--out", type=Path, default=Path("runs/cifar10"))
+    parser = ArgumentParser(__doc__)
+    parser.add_argument("--minutes", type=positive_number, default=20.0, help="training wall time for all levels together")
+    parser.add_argument("--test-images", type=at_least(1), default=1000, help="first test images to evaluate")
+    parser.add_argument("--out", type=Path, default=Path("runs/cifar10"), help="folder for the model and the log; must not hold a model yet")
     arguments = parser.parse_args()
 
+    model = new_model_folder(arguments.out / "model", "--out")
     data = real_data_root() / "cifar10-jpg"
-    model = arguments.out / "model"
     log = arguments.out / "log.txt"
     arguments.out.mkdir(parents=True, exist_ok=True)
 
@@ -47,4 +46,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -8,7 +8,6 @@ processes takes 1/N. Each run gets the machine's cores shared out evenly.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -17,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import emit, machine, real_data_root
+from common import PACKAGE_TREE, ArgumentParser, at_least, emit, fail, machine, real_data_root, run_main
 
 
 def seconds_per_step(model: Path) -> float:
@@ -28,11 +27,13 @@ def seconds_per_step(model: Path) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--processes", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--global-batch", type=int, default=64)
+    parser = ArgumentParser(__doc__)
+    parser.add_argument("--processes", type=at_least(2), default=2, help="processes of the data-parallel run")
+    parser.add_argument("--steps", type=at_least(2), default=20, help="training steps of each run; the first is not timed")
+    parser.add_argument("--global-batch", type=at_least(1), default=64, help="images per step over all processes")
     arguments = parser.parse_args()
+    if arguments.global_batch % arguments.processes:
+        parser.error(f"--global-batch {arguments.global_batch} does not split evenly over {arguments.processes} processes; choose a multiple")
 
     data = real_data_root() / "cifar10-jpg"
     common = ["train", "--res", "3", "--level", "32x32", "--data", str(data), "--steps", str(arguments.steps),
@@ -52,8 +53,10 @@ def main() -> None:
         for name, (command, threads) in runs.items():
             model = Path(folder) / name.replace(" ", "-")
             started = time.monotonic()
-            environment = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-            subprocess.run([*command, "--model", str(model)], check=True, env=environment, stdout=subprocess.DEVNULL)
+            environment = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(PACKAGE_TREE)}
+            finished = subprocess.run([*command, "--model", str(model)], env=environment, stdout=subprocess.DEVNULL)
+            if finished.returncode != 0:
+                fail(f"the {name} run failed with exit code {finished.returncode}; its error is above", exit_code=finished.returncode)
             results[name] = {"threads_per_process": threads, "wall_seconds": round(time.monotonic() - started, 1),
                              "seconds_per_step": round(seconds_per_step(model), 3)}
 
@@ -70,4 +73,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

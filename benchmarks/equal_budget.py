@@ -5,8 +5,9 @@ r"""Train 1-, 2- and 3-level stacks for the same wall time and compare them, by 
 
 Each stack trains in ``--rounds`` calls of ``mrcnf train`` of ``minutes / rounds`` each. Every
 call resumes where the previous one stopped, and ``--max-time`` splits its time between the
-levels. After each round the stack is evaluated on the first ``--curve-images`` test images,
-which gives the points of the plot. After the last round it is also evaluated on the first
+levels. The stacks go to ``--out``/levels-N, which must not exist yet: a stack left by an
+earlier run would resume and train for longer than the budget. After each round the stack is
+evaluated on the first ``--curve-images`` test images, which gives the points of the plot. After the last round it is also evaluated on the first
 ``--test-images``, which gives the table. Evaluation uses each level's file, the best by
 validation so far, and its time does not count against the budget.
 
@@ -21,10 +22,20 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 from pathlib import Path
 
-from common import emit, machine, mrcnf, real_data_root
+from common import ArgumentParser, at_least, emit, existing_path, machine, mrcnf, new_model_folder, positive_number, real_data_root, run_main
+
+
+def depths(text: str) -> list[int]:
+    """Read a comma-separated list of stack depths, for example ``1,2,3`` (an argparse type)."""
+    try:
+        values = [int(value) for value in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid list {text!r}; give depths separated by commas, for example 1,2,3") from None
+    if min(values) < 1:
+        raise argparse.ArgumentTypeError(f"each depth must be at least 1, got {text}")
+    return values
 
 
 def level_statistics(model: Path) -> list[dict]:
@@ -63,20 +74,22 @@ def plot(results: list[dict], path: Path, curve_images: int, data_name: str) -> 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--minutes", type=float, default=30.0, help="training wall time of each stack")
-    parser.add_argument("--rounds", type=int, default=3, help="evaluations along the way")
-    parser.add_argument("--levels", default="1,2,3", help="stack depths to compare")
-    parser.add_argument("--curve-images", type=int, default=200)
-    parser.add_argument("--test-images", type=int, default=1000)
-    parser.add_argument("--data", type=Path, default=None, help="data set to train and test on (default: the CIFAR-10 JPEG copy)")
-    parser.add_argument("--batch-size", type=int, default=64, help="training batch size")
-    parser.add_argument("--out", type=Path, default=Path("runs/equal-budget"))
+    parser = ArgumentParser(__doc__)
+    parser.add_argument("--minutes", type=positive_number, default=30.0, help="training wall time of each stack")
+    parser.add_argument("--rounds", type=at_least(1), default=3,
+                        help="calls of mrcnf train that share the minutes; the stack is evaluated after each")
+    parser.add_argument("--levels", type=depths, default="1,2,3", help="stack depths to compare, separated by commas")
+    parser.add_argument("--curve-images", type=at_least(1), default=200, help="first test images evaluated after each round")
+    parser.add_argument("--test-images", type=at_least(1), default=1000, help="first test images evaluated at the end")
+    parser.add_argument("--data", type=existing_path, default=None,
+                        help="image folder or data set file to train and test on (default: the CIFAR-10 JPEG copy)")
+    parser.add_argument("--batch-size", type=at_least(1), default=64, help="training batch size")
+    parser.add_argument("--out", type=Path, default=Path("runs/equal-budget"),
+                        help="folder for the stacks and the log; its levels-N folders must not exist yet")
     parser.add_argument("--plot", type=Path, default=None, help="write the BPD against time plot here")
     arguments = parser.parse_args()
 
-    if arguments.batch_size < 1 or arguments.rounds < 1 or arguments.minutes <= 0:
-        sys.exit("--batch-size and --rounds must be at least 1 and --minutes above 0")
+    models = {levels: new_model_folder(arguments.out / f"levels-{levels}", "--out") for levels in arguments.levels}
     if arguments.data is None:
         data, data_name = real_data_root() / "cifar10-jpg", "CIFAR-10 (JPEG copy), 32x32"
     else:
@@ -85,8 +98,7 @@ def main() -> None:
     log = arguments.out / "log.txt"
 
     results = []
-    for levels in (int(value) for value in arguments.levels.split(",")):
-        model = arguments.out / f"levels-{levels}"
+    for levels, model in models.items():
         curve = []
         for round_index in range(arguments.rounds):
             trained, _ = mrcnf(
@@ -129,4 +141,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

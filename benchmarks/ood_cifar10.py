@@ -5,20 +5,19 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from common import emit, machine, mrcnf, real_data_root
+from common import ArgumentParser, at_least, emit, existing_path, machine, mrcnf, real_data_root, run_main
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("--images", type=int, default=1000, help="images per set")
-    parser.add_argument("--shuffle-images", type=int, default=200)
-    parser.add_argument("--plot", type=Path, default=Path("docs/ood-cifar10.png"))
-    parser.add_argument("--shuffle-plot", type=Path, default=Path("docs/shuffle-cifar10.png"))
-    parser.add_argument("--log", type=Path, default=Path("runs/ood-log.txt"))
+    parser = ArgumentParser(__doc__)
+    parser.add_argument("--model", type=existing_path, required=True, help="a stack trained on CIFAR-10 at 32x32")
+    parser.add_argument("--images", type=at_least(1), default=1000, help="images per set")
+    parser.add_argument("--shuffle-images", type=at_least(1), default=200, help="test images for the patch-shuffling curve")
+    parser.add_argument("--plot", type=Path, default=Path("docs/ood-cifar10.png"), help="histogram of BPD per set")
+    parser.add_argument("--shuffle-plot", type=Path, default=Path("docs/shuffle-cifar10.png"), help="BPD against patch size")
+    parser.add_argument("--log", type=Path, default=Path("runs/ood-log.txt"), help="the commands' logs are appended here")
     arguments = parser.parse_args()
 
     root = real_data_root()
@@ -44,4 +43,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -10,7 +10,6 @@ speedup, and the largest difference of their per-image bits per dimension.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -19,18 +18,29 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import REPOSITORY, emit, machine
+from common import REPOSITORY, ArgumentParser, at_least, emit, existing_path, fail, machine, run_main
 
 STEP_SCRIPT = Path(__file__).with_name("training_step.py")
 
 
 def run_step(tree: Path, arguments: list[str]) -> dict:
-    """Run training_step.py with the package imported from ``tree``."""
-    environment = dict(os.environ, PYTHONPATH=str(tree))
+    """Run training_step.py with the package imported from ``tree``; its own errors reach stderr."""
+    environment = dict(os.environ, MRCNF_PACKAGE_TREE=str(tree))
     result = subprocess.run([sys.executable, str(STEP_SCRIPT), *arguments], env=environment, stdout=subprocess.PIPE, text=True)
     if result.returncode != 0:
-        sys.exit(f"training_step.py failed in {tree} with exit code {result.returncode}")
+        fail(f"training_step.py failed with the package of {tree} (exit code {result.returncode})", exit_code=result.returncode)
     return json.loads(result.stdout)
+
+
+def resolve_commit(name: str) -> str:
+    """Return the full hash of commit ``name`` in this repository; exit with code 2 when there is none."""
+    result = subprocess.run(
+        ["git", "-C", str(REPOSITORY), "rev-parse", "--verify", "--quiet", f"{name}^{{commit}}"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    if result.returncode != 0:
+        fail(f"--baseline {name} is not a commit of {REPOSITORY}; give a hash, tag or branch from git log")
+    return result.stdout.strip()
 
 
 def has_uncommitted_changes() -> bool:
@@ -49,15 +59,16 @@ def largest_relative_logp_difference(first: list[float], second: list[float]) ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, required=True, help="a trained stack directory both commits can load")
+    parser = ArgumentParser(__doc__)
+    parser.add_argument("--model", type=existing_path, required=True, help="a trained stack directory both commits can load")
     parser.add_argument("--baseline", required=True, help="the earlier commit, for example 6373132")
-    parser.add_argument("--level", default=None, help="level to time (default: the finest)")
-    parser.add_argument("--images", type=Path, default=None, help=".npy of uint8 images (N, C, H, W)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=3, help="turns each tree takes")
-    parser.add_argument("--steps", type=int, default=3, help="timed training steps per turn")
+    parser.add_argument("--level", default=None, help="level to time, for example 32x32 (default: the finest)")
+    parser.add_argument("--images", type=existing_path, default=None, help=".npy of uint8 images (N, C, H, W); without it, seeded noise")
+    parser.add_argument("--batch-size", type=at_least(1), default=64, help="images per training step")
+    parser.add_argument("--rounds", type=at_least(1), default=3, help="turns each tree takes")
+    parser.add_argument("--steps", type=at_least(1), default=3, help="timed training steps per turn")
     arguments = parser.parse_args()
+    baseline_commit = resolve_commit(arguments.baseline)
 
     step_arguments = [
         "--model", str(arguments.model), "--steps", str(arguments.steps), "--eval-steps", "1",
@@ -70,7 +81,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as scratch:
         baseline_tree = Path(scratch) / "baseline"
-        subprocess.run(["git", "-C", str(REPOSITORY), "worktree", "add", "--detach", str(baseline_tree), arguments.baseline], check=True, stdout=sys.stderr)
+        subprocess.run(["git", "-C", str(REPOSITORY), "worktree", "add", "--detach", str(baseline_tree), baseline_commit], check=True, stdout=sys.stderr)
         try:
             runs = {"baseline": [], "current": []}
             for round_index in range(arguments.rounds):
@@ -94,8 +105,8 @@ def main() -> None:
     emit({
         "benchmark": "speedup",
         "machine": machine(),
-        "baseline_commit": subprocess.run(["git", "-C", str(REPOSITORY), "rev-parse", arguments.baseline], stdout=subprocess.PIPE, text=True).stdout.strip(),
-        "current_commit": subprocess.run(["git", "-C", str(REPOSITORY), "rev-parse", "HEAD"], stdout=subprocess.PIPE, text=True).stdout.strip(),
+        "baseline_commit": baseline_commit,
+        "current_commit": resolve_commit("HEAD"),
         "current_uncommitted_changes": has_uncommitted_changes(),
         "level": last["level"],
         "batch_size": last["batch_size"],
@@ -112,4 +123,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

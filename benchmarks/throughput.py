@@ -12,14 +12,13 @@ more with ``--adjoint`` to compare its time and memory with backpropagation thro
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from common import emit, machine
+from common import ArgumentParser, at_least, emit, existing_path, fail, machine, run_main
 
 STEP_SCRIPT = Path(__file__).with_name("training_step.py")
 
@@ -40,18 +39,20 @@ def matmul_rate(size: int = 2048, repeats: int = 10) -> float:
 
 
 def run_level(arguments: list[str]) -> dict:
+    """Run training_step.py in a fresh process; return its JSON result."""
     result = subprocess.run([sys.executable, str(STEP_SCRIPT), *arguments], stdout=subprocess.PIPE, text=True)
     if result.returncode != 0:
-        sys.exit(f"training_step.py {' '.join(arguments)} failed with exit code {result.returncode}")
+        fail(f"training_step.py {' '.join(arguments)} failed with exit code {result.returncode}", exit_code=result.returncode)
     return json.loads(result.stdout)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, required=True, help="a trained stack directory")
-    parser.add_argument("--images", type=Path, default=None, help=".npy of uint8 images (N, C, H, W) at the stack's size")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=3)
+    parser = ArgumentParser(__doc__)
+    parser.add_argument("--model", type=existing_path, required=True, help="a trained stack directory")
+    parser.add_argument("--images", type=existing_path, default=None,
+                        help=".npy of uint8 images (N, C, H, W) at the stack's size; without it, seeded noise")
+    parser.add_argument("--batch-size", type=at_least(1), default=64, help="images per pass")
+    parser.add_argument("--steps", type=at_least(1), default=3, help="timed training steps per level")
     arguments = parser.parse_args()
 
     from mrcnf_cli.store import read_manifest
@@ -110,4 +111,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -7,25 +7,24 @@ photographs, evaluate both stacks, and super-resolve held-out 32x32 downsampling
 
 from __future__ import annotations
 
-import argparse
 import shutil
 from pathlib import Path
 
-from common import emit, machine, mrcnf, real_data_root
+from common import ArgumentParser, at_least, emit, machine, mrcnf, new_model_folder, positive_number, real_data_root, run_main
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--train-minutes", type=float, default=24.0)
-    parser.add_argument("--extend-minutes", type=float, default=10.0)
-    parser.add_argument("--eval-images", type=int, default=200)
-    parser.add_argument("--superres-images", type=int, default=6)
-    parser.add_argument("--figure", type=Path, default=Path("docs/superres-128.png"))
-    parser.add_argument("--out", type=Path, default=Path("runs/tinyimagenet"))
+    parser = ArgumentParser(__doc__)
+    parser.add_argument("--train-minutes", type=positive_number, default=24.0, help="training wall time of the 3 levels together")
+    parser.add_argument("--extend-minutes", type=positive_number, default=10.0, help="training wall time of the 128x128 level")
+    parser.add_argument("--eval-images", type=at_least(1), default=200, help="Tiny ImageNet validation images to evaluate")
+    parser.add_argument("--superres-images", type=at_least(1), default=6, help="held-out photographs to super-resolve")
+    parser.add_argument("--figure", type=Path, default=Path("docs/superres-128.png"), help="comparison figure of the super-resolutions")
+    parser.add_argument("--out", type=Path, default=Path("runs/tinyimagenet"), help="folder for the model, outputs and log; must not hold a model yet")
     arguments = parser.parse_args()
 
+    model = new_model_folder(arguments.out / "model", "--out")
     root = real_data_root()
-    model = arguments.out / "model"
     log = arguments.out / "log.txt"
     arguments.out.mkdir(parents=True, exist_ok=True)
     photographs = root / "imagenet-sample-128"
@@ -82,4 +81,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -12,7 +12,6 @@ an older commit.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import ArgumentParser, at_least, existing_path, fail, run_main
 
 import mrcnf_cli
 from mrcnf_cli.store import load_stack
@@ -34,11 +34,16 @@ def fixed_batch(stack, batch_size: int, images: Path | None, seed: int) -> torch
     """Return (B, C, H, W) uint8 images: the first test images of ``images`` (.npy) or seeded noise."""
     channels, size = stack.config.channels, stack.sizes[-1]
     if images is not None:
-        array = np.load(images)[:batch_size]
+        try:
+            array = np.load(images, mmap_mode="r", allow_pickle=False)
+        except ValueError as error:
+            fail(f"{images} is not a .npy array file ({error}); save the images with numpy.save")
         expected = (channels, *size)
         if array.dtype != np.uint8 or array.ndim != 4 or tuple(array.shape[1:]) != expected:
-            sys.exit(f"{images} has {array.dtype} images of shape {array.shape[1:]}; expected uint8 (N, {expected[0]}, {expected[1]}, {expected[2]})")
-        return torch.from_numpy(np.array(array))
+            fail(f"{images} has {array.dtype} images of shape {array.shape[1:]}; expected uint8 (N, {expected[0]}, {expected[1]}, {expected[2]})")
+        if len(array) < batch_size:
+            print(f"warning: {images} holds {len(array)} images, so the batch has {len(array)}, not {batch_size}", file=sys.stderr)
+        return torch.from_numpy(np.array(array[:batch_size]))
     generator = torch.Generator().manual_seed(seed)
     return torch.randint(0, 256, (batch_size, channels, *size), generator=generator, dtype=torch.uint8)
 
@@ -117,26 +122,27 @@ def reset_peak_memory() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, required=True, help="a trained stack directory")
-    parser.add_argument("--level", default=None, help="level to time, for example 32x32 (default: the finest)")
-    parser.add_argument("--images", type=Path, default=None, help=".npy of uint8 images (N, C, H, W); default: seeded noise")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=5, help="timed training steps after the warm-up steps")
-    parser.add_argument("--warmup-steps", type=int, default=2,
+    parser = ArgumentParser(__doc__)
+    parser.add_argument("--model", type=existing_path, required=True, help="a trained stack directory")
+    parser.add_argument("--level", default=None, help="level to time, for example 32x32 or 08x08 (default: the finest)")
+    parser.add_argument("--images", type=existing_path, default=None, help=".npy of uint8 images (N, C, H, W); without it, seeded noise")
+    parser.add_argument("--batch-size", type=at_least(1), default=64, help="images per pass")
+    parser.add_argument("--steps", type=at_least(1), default=5, help="timed training steps after the warm-up steps")
+    parser.add_argument("--warmup-steps", type=at_least(0), default=2,
                         help="untimed training steps first; the first two run slower while memory and oneDNN kernels are set up")
-    parser.add_argument("--eval-steps", type=int, default=2, help="timed evaluation passes after one warm-up pass")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval-steps", type=at_least(1), default=2, help="timed evaluation passes after one warm-up pass")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the noise batch, the dequantization noise and the probes")
     parser.add_argument("--profile", action="store_true", help="print torch.profiler tables of one step on stderr")
     parser.add_argument("--adjoint", action="store_true", help="train with the adjoint method")
-    parser.add_argument("--sample-steps", type=int, default=0, help="timed sampling passes after one warm-up pass")
-    parser.add_argument("--flops", action="store_true", help="count the floating-point operations of each pass")
+    parser.add_argument("--sample-steps", type=at_least(0), default=0, help="timed sampling passes after one warm-up pass")
+    parser.add_argument("--flops", action="store_true", help="count the floating-point operations of each pass (not with --adjoint)")
     parser.add_argument("--layout", choices=["channels-last", "contiguous"], default=None,
                         help="activation layout inside the network (newer commits only)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network's forward_and_vjp (newer commits only)")
     arguments = parser.parse_args()
-    if min(arguments.steps, arguments.eval_steps) < 1 or min(arguments.warmup_steps, arguments.sample_steps) < 0:
-        sys.exit("--steps and --eval-steps must be at least 1, --warmup-steps and --sample-steps at least 0")
+    if arguments.adjoint and arguments.flops:
+        # FlopCounterMode's module hooks fail inside the adjoint's autograd.grad call.
+        parser.error("--flops cannot count the adjoint method's backward pass; leave out --adjoint or --flops")
 
     if arguments.layout or arguments.compile:
         from mrcnf_cli import dynamics
@@ -152,9 +158,12 @@ def main() -> None:
     index = len(names) - 1
     if arguments.level:
         sizes = [tuple(level.config.size) for level in stack.levels]
-        requested = tuple(int(side) for side in arguments.level.lower().split("x"))
+        try:
+            requested = tuple(int(side) for side in arguments.level.lower().split("x"))
+        except ValueError:
+            requested = None
         if requested not in sizes:
-            sys.exit(f"--level {arguments.level} is not a level of this stack; choose one of {', '.join(names)}")
+            fail(f"--level {arguments.level} is not a level of this stack; choose one of {', '.join(names)}")
         index = sizes.index(requested)
     batch = fixed_batch(stack, arguments.batch_size, arguments.images, arguments.seed)
     loaded_memory = peak_memory_mib()
@@ -219,4 +228,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -346,7 +346,7 @@ class LevelTrainer:
         self._replace_level_file = not self._level_file_usable()
         if state.step and not self._replace_level_file and self._budget_left(0.0) in ("steps", "epochs"):
             logger.info("level %s: already trained for %d steps; raise --steps or --epochs to continue", self.name, state.step)
-            return LevelResult(self.name, state.step, state.skipped_steps, state.best_validation_bpd, 0.0, "already trained")
+            return LevelResult(self.name, state.step, state.skipped_steps, state.best_validation_bpd, state.seconds, "already trained")
 
         started = time.monotonic()
         seconds_before = state.seconds

@@ -103,10 +103,12 @@ def test_rerun_rebuilds_damaged_level_file(tmp_path, photos):
 
 
 def test_rerun_after_budget_does_nothing(tmp_path, photos):
-    train_level(fresh_stack(), 0, *photos, model_dir=tmp_path, options=options(steps=3), data_info={})
+    first = train_level(fresh_stack(), 0, *photos, model_dir=tmp_path, options=options(steps=3), data_info={})
     before = (tmp_path / "level-04x04.safetensors").read_bytes()
     result = train_level(fresh_stack(), 0, *photos, model_dir=tmp_path, options=options(steps=3), data_info={})
     assert result.stopped_by == "already trained"
+    assert result.seconds == first.seconds
+    assert result.seconds > 0
     assert (tmp_path / "level-04x04.safetensors").read_bytes() == before
 
 
