@@ -1,0 +1,50 @@
+"""The benchmark scripts' error contract: one error line, exit code 2, nothing written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run_script(name: str, *arguments, cwd: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(BENCHMARKS / name), *map(str, arguments)]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("name,arguments,expected", [
+    ("training_step.py", ["--model", "missing"], "argument --model: missing does not exist"),
+    ("training_step.py", ["--model", ".", "--batch-size", "0"], "argument --batch-size: must be at least 1, got 0"),
+    ("training_step.py", ["--model", ".", "--adjoint", "--flops"], "--flops cannot count the adjoint method's backward pass"),
+    ("throughput.py", ["--model", ".", "--steps", "x"], "argument --steps: invalid whole number 'x'"),
+    ("equal_budget.py", ["--levels", "1,a"], "argument --levels: invalid list '1,a'"),
+    ("equal_budget.py", ["--minutes", "-1"], "argument --minutes: must be a finite number above 0, got -1"),
+    ("speedup.py", ["--model", ".", "--baseline", "no-such-commit"], "--baseline no-such-commit is not a commit of"),
+])
+def test_bad_option_is_one_line(name, arguments, expected, tmp_path):
+    result = run_script(name, *arguments, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"error: {expected}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_not_a_stack_is_one_line(tmp_path):
+    result = run_script("training_step.py", "--model", tmp_path, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "is not a stack directory" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_earlier_stack_is_refused(tmp_path):
+    (tmp_path / "out" / "levels-2").mkdir(parents=True)
+    result = run_script("equal_budget.py", "--levels", "1,2", "--out", tmp_path / "out", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {tmp_path / 'out' / 'levels-2'} holds a stack from an earlier run; remove it or choose another --out"
+    assert list((tmp_path / "out").iterdir()) == [tmp_path / "out" / "levels-2"]
