@@ -37,7 +37,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
     """Keep the script's docstring as written and show each option's default, where it has one."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default in (None, False):
+        if action.default is None or action.default is False:
             return action.help
         return super()._get_help_string(action)
 
@@ -86,6 +86,40 @@ def existing_path(text: str) -> Path:
     return path
 
 
+def existing_file(text: str) -> Path:
+    """Read the path of a file that exists (an argparse type)."""
+    path = existing_path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text} is not a file")
+    return path
+
+
+def figure_path(text: str) -> Path:
+    """Read where a figure goes: a new or existing file in an existing folder, of a format matplotlib writes."""
+    from matplotlib.figure import Figure
+
+    path = Path(text)
+    formats = Figure().canvas.get_supported_filetypes()
+    if path.suffix.lower().lstrip(".") not in formats:
+        raise argparse.ArgumentTypeError(f"{text} has no figure format matplotlib writes; end it with one of .{', .'.join(sorted(formats))}")
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"folder {path.parent} does not exist; create it first")
+    return path
+
+
+def check_package_tree() -> None:
+    """Exit with code 2 when a loaded mrcnf_cli module comes from outside ``PACKAGE_TREE``.
+
+    An editable install supplies, from its own tree, any module that an older tree lacks, and
+    the script would then time a mix of two versions.
+    """
+    tree = PACKAGE_TREE.resolve()
+    for name, module in list(sys.modules.items()):
+        source = getattr(module, "__file__", None)
+        if name.split(".")[0] == "mrcnf_cli" and source and not Path(source).resolve().is_relative_to(tree):
+            fail(f"{tree} has no module {name} (it was loaded from {source}); choose a later commit or tree")
+
+
 def run_main(main: Callable[[], None]) -> None:
     """Run a script's ``main``; report mrcnf's own errors and Ctrl-C as one line, not a traceback."""
     try:
@@ -106,6 +140,8 @@ def new_model_folder(model: Path, option: str) -> Path:
     ``mrcnf train`` resumes a stack it finds, and the resumed stack would have trained for
     longer than the time the result claims.
     """
+    if model.parent.exists() and not model.parent.is_dir():
+        fail(f"{option} {model.parent} is a file; choose a folder")
     if model.exists():
         fail(f"{model} holds a stack from an earlier run; remove it or choose another {option}")
     return model

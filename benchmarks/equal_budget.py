@@ -24,7 +24,19 @@ import json
 import statistics
 from pathlib import Path
 
-from common import ArgumentParser, at_least, emit, existing_path, machine, mrcnf, new_model_folder, positive_number, real_data_root, run_main
+from common import (
+    ArgumentParser,
+    at_least,
+    emit,
+    existing_path,
+    figure_path,
+    machine,
+    mrcnf,
+    new_model_folder,
+    positive_number,
+    real_data_root,
+    run_main,
+)
 
 
 def depths(text: str) -> list[int]:
@@ -35,6 +47,8 @@ def depths(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"invalid list {text!r}; give depths separated by commas, for example 1,2,3") from None
     if min(values) < 1:
         raise argparse.ArgumentTypeError(f"each depth must be at least 1, got {text}")
+    if len(set(values)) < len(values):
+        raise argparse.ArgumentTypeError(f"depths repeat in {text}; give each once")
     return values
 
 
@@ -86,7 +100,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=at_least(1), default=64, help="training batch size")
     parser.add_argument("--out", type=Path, default=Path("runs/equal-budget"),
                         help="folder for the stacks and the log; its levels-N folders must not exist yet")
-    parser.add_argument("--plot", type=Path, default=None, help="write the BPD against time plot here")
+    parser.add_argument("--plot", type=figure_path, default=None, help="write the BPD against time plot here, for example curve.png")
     arguments = parser.parse_args()
 
     models = {levels: new_model_folder(arguments.out / f"levels-{levels}", "--out") for levels in arguments.levels}

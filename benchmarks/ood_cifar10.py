@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common import ArgumentParser, at_least, emit, existing_path, machine, mrcnf, real_data_root, run_main
+from common import ArgumentParser, at_least, emit, existing_path, figure_path, machine, mrcnf, real_data_root, run_main
 
 
 def main() -> None:
@@ -15,8 +15,8 @@ def main() -> None:
     parser.add_argument("--model", type=existing_path, required=True, help="a stack trained on CIFAR-10 at 32x32")
     parser.add_argument("--images", type=at_least(1), default=1000, help="images per set")
     parser.add_argument("--shuffle-images", type=at_least(1), default=200, help="test images for the patch-shuffling curve")
-    parser.add_argument("--plot", type=Path, default=Path("docs/ood-cifar10.png"), help="histogram of BPD per set")
-    parser.add_argument("--shuffle-plot", type=Path, default=Path("docs/shuffle-cifar10.png"), help="BPD against patch size")
+    parser.add_argument("--plot", type=figure_path, default="docs/ood-cifar10.png", help="histogram of BPD per set")
+    parser.add_argument("--shuffle-plot", type=figure_path, default="docs/shuffle-cifar10.png", help="BPD against patch size")
     parser.add_argument("--log", type=Path, default=Path("runs/ood-log.txt"), help="the commands' logs are appended here")
     arguments = parser.parse_args()
 

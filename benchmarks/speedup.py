@@ -18,18 +18,21 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import REPOSITORY, ArgumentParser, at_least, emit, existing_path, fail, machine, run_main
+from common import REPOSITORY, ArgumentParser, at_least, emit, existing_file, existing_path, fail, machine, run_main
 
 STEP_SCRIPT = Path(__file__).with_name("training_step.py")
 
 
 def run_step(tree: Path, arguments: list[str]) -> dict:
-    """Run training_step.py with the package imported from ``tree``; its own errors reach stderr."""
+    """Run training_step.py with the package imported from ``tree``; return its JSON result.
+
+    When it fails, its own error line is on stderr already, and this script exits with its code.
+    """
     environment = dict(os.environ, MRCNF_PACKAGE_TREE=str(tree))
     result = subprocess.run([sys.executable, str(STEP_SCRIPT), *arguments], env=environment, stdout=subprocess.PIPE, text=True)
     if result.returncode != 0:
-        fail(f"training_step.py failed with the package of {tree} (exit code {result.returncode})", exit_code=result.returncode)
-    return json.loads(result.stdout)
+        sys.exit(result.returncode)
+    return json.loads(result.stdout) if result.stdout else {}
 
 
 def resolve_commit(name: str) -> str:
@@ -63,7 +66,7 @@ def main() -> None:
     parser.add_argument("--model", type=existing_path, required=True, help="a trained stack directory both commits can load")
     parser.add_argument("--baseline", required=True, help="the earlier commit, for example 6373132")
     parser.add_argument("--level", default=None, help="level to time, for example 32x32 (default: the finest)")
-    parser.add_argument("--images", type=existing_path, default=None, help=".npy of uint8 images (N, C, H, W); without it, seeded noise")
+    parser.add_argument("--images", type=existing_file, default=None, help=".npy of uint8 images (N, C, H, W); without it, seeded noise")
     parser.add_argument("--batch-size", type=at_least(1), default=64, help="images per training step")
     parser.add_argument("--rounds", type=at_least(1), default=3, help="turns each tree takes")
     parser.add_argument("--steps", type=at_least(1), default=3, help="timed training steps per turn")
@@ -78,6 +81,9 @@ def main() -> None:
         step_arguments += ["--level", arguments.level]
     if arguments.images:
         step_arguments += ["--images", str(arguments.images)]
+
+    # Check the stack, level and images with this checkout before the baseline is checked out.
+    run_step(REPOSITORY, [*step_arguments, "--check-only"])
 
     with tempfile.TemporaryDirectory() as scratch:
         baseline_tree = Path(scratch) / "baseline"

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import ArgumentParser, at_least, emit, existing_path, fail, machine, run_main
+from common import ArgumentParser, at_least, emit, existing_file, existing_path, machine, run_main
 
 STEP_SCRIPT = Path(__file__).with_name("training_step.py")
 
@@ -39,17 +39,20 @@ def matmul_rate(size: int = 2048, repeats: int = 10) -> float:
 
 
 def run_level(arguments: list[str]) -> dict:
-    """Run training_step.py in a fresh process; return its JSON result."""
+    """Run training_step.py in a fresh process; return its JSON result.
+
+    When it fails, its own error line is on stderr already, and this script exits with its code.
+    """
     result = subprocess.run([sys.executable, str(STEP_SCRIPT), *arguments], stdout=subprocess.PIPE, text=True)
     if result.returncode != 0:
-        fail(f"training_step.py {' '.join(arguments)} failed with exit code {result.returncode}", exit_code=result.returncode)
-    return json.loads(result.stdout)
+        sys.exit(result.returncode)
+    return json.loads(result.stdout) if result.stdout else {}
 
 
 def main() -> None:
     parser = ArgumentParser(__doc__)
     parser.add_argument("--model", type=existing_path, required=True, help="a trained stack directory")
-    parser.add_argument("--images", type=existing_path, default=None,
+    parser.add_argument("--images", type=existing_file, default=None,
                         help=".npy of uint8 images (N, C, H, W) at the stack's size; without it, seeded noise")
     parser.add_argument("--batch-size", type=at_least(1), default=64, help="images per pass")
     parser.add_argument("--steps", type=at_least(1), default=3, help="timed training steps per level")
@@ -62,6 +65,8 @@ def main() -> None:
     if arguments.images:
         common += ["--images", str(arguments.images)]
 
+    # Check the stack and images before the matrix-multiply rate is measured.
+    run_level([*common, "--check-only"])
     peak = matmul_rate()
     print(f"float32 matmul: {peak / 1e9:.1f} GFLOP/s", file=sys.stderr)
 

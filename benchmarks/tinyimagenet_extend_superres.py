@@ -10,7 +10,18 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from common import ArgumentParser, at_least, emit, machine, mrcnf, new_model_folder, positive_number, real_data_root, run_main
+from common import (
+    ArgumentParser,
+    at_least,
+    emit,
+    figure_path,
+    machine,
+    mrcnf,
+    new_model_folder,
+    positive_number,
+    real_data_root,
+    run_main,
+)
 
 
 def main() -> None:
@@ -19,7 +30,7 @@ def main() -> None:
     parser.add_argument("--extend-minutes", type=positive_number, default=10.0, help="training wall time of the 128x128 level")
     parser.add_argument("--eval-images", type=at_least(1), default=200, help="Tiny ImageNet validation images to evaluate")
     parser.add_argument("--superres-images", type=at_least(1), default=6, help="held-out photographs to super-resolve")
-    parser.add_argument("--figure", type=Path, default=Path("docs/superres-128.png"), help="comparison figure of the super-resolutions")
+    parser.add_argument("--figure", type=figure_path, default="docs/superres-128.png", help="comparison figure of the super-resolutions")
     parser.add_argument("--out", type=Path, default=Path("runs/tinyimagenet"), help="folder for the model, outputs and log; must not hold a model yet")
     arguments = parser.parse_args()
 

@@ -23,24 +23,32 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import ArgumentParser, at_least, existing_path, fail, run_main
+from common import PACKAGE_TREE, ArgumentParser, at_least, check_package_tree, existing_file, existing_path, fail, run_main
 
 import mrcnf_cli
-from mrcnf_cli.store import load_stack
-from mrcnf_cli.training import TrainOptions, level_bits, level_loss
+
+try:
+    from mrcnf_cli.store import load_stack
+    from mrcnf_cli.training import TrainOptions, level_bits, level_loss
+except ImportError as error:
+    fail(f"the package in {PACKAGE_TREE} lacks what this script uses ({error}); choose a later commit")
 
 
 def fixed_batch(stack, batch_size: int, images: Path | None, seed: int) -> torch.Tensor:
     """Return (B, C, H, W) uint8 images: the first test images of ``images`` (.npy) or seeded noise."""
     channels, size = stack.config.channels, stack.sizes[-1]
     if images is not None:
+        expected = (channels, *size)
         try:
             array = np.load(images, mmap_mode="r", allow_pickle=False)
-        except ValueError as error:
-            fail(f"{images} is not a .npy array file ({error}); save the images with numpy.save")
-        expected = (channels, *size)
+        except (OSError, ValueError):
+            array = None
+        if not isinstance(array, np.ndarray):
+            fail(f"{images} is not a .npy file of images; save a uint8 array (N, {expected[0]}, {expected[1]}, {expected[2]}) with numpy.save")
         if array.dtype != np.uint8 or array.ndim != 4 or tuple(array.shape[1:]) != expected:
             fail(f"{images} has {array.dtype} images of shape {array.shape[1:]}; expected uint8 (N, {expected[0]}, {expected[1]}, {expected[2]})")
+        if len(array) == 0:
+            fail(f"{images} holds no images; save at least one")
         if len(array) < batch_size:
             print(f"warning: {images} holds {len(array)} images, so the batch has {len(array)}, not {batch_size}", file=sys.stderr)
         return torch.from_numpy(np.array(array[:batch_size]))
@@ -125,20 +133,21 @@ def main() -> None:
     parser = ArgumentParser(__doc__)
     parser.add_argument("--model", type=existing_path, required=True, help="a trained stack directory")
     parser.add_argument("--level", default=None, help="level to time, for example 32x32 or 08x08 (default: the finest)")
-    parser.add_argument("--images", type=existing_path, default=None, help=".npy of uint8 images (N, C, H, W); without it, seeded noise")
+    parser.add_argument("--images", type=existing_file, default=None, help=".npy of uint8 images (N, C, H, W); without it, seeded noise")
     parser.add_argument("--batch-size", type=at_least(1), default=64, help="images per pass")
     parser.add_argument("--steps", type=at_least(1), default=5, help="timed training steps after the warm-up steps")
     parser.add_argument("--warmup-steps", type=at_least(0), default=2,
                         help="untimed training steps first; the first two run slower while memory and oneDNN kernels are set up")
     parser.add_argument("--eval-steps", type=at_least(1), default=2, help="timed evaluation passes after one warm-up pass")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the noise batch, the dequantization noise and the probes")
+    parser.add_argument("--seed", type=at_least(0), default=0, help="seed of the noise batch, the dequantization noise and the probes")
     parser.add_argument("--profile", action="store_true", help="print torch.profiler tables of one step on stderr")
     parser.add_argument("--adjoint", action="store_true", help="train with the adjoint method")
     parser.add_argument("--sample-steps", type=at_least(0), default=0, help="timed sampling passes after one warm-up pass")
     parser.add_argument("--flops", action="store_true", help="count the floating-point operations of each pass (not with --adjoint)")
     parser.add_argument("--layout", choices=["channels-last", "contiguous"], default=None,
-                        help="activation layout inside the network (newer commits only)")
+                        help="activation layout inside the network (newer commits only; without it, the package's own)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network's forward_and_vjp (newer commits only)")
+    parser.add_argument("--check-only", action="store_true", help="check the options, stack, level and images, then exit without timing")
     arguments = parser.parse_args()
     if arguments.adjoint and arguments.flops:
         # FlopCounterMode's module hooks fail inside the adjoint's autograd.grad call.
@@ -154,6 +163,7 @@ def main() -> None:
 
     torch.manual_seed(arguments.seed)
     stack = load_stack(arguments.model).stack
+    check_package_tree()
     names = [level.config.name for level in stack.levels]
     index = len(names) - 1
     if arguments.level:
@@ -166,6 +176,8 @@ def main() -> None:
             fail(f"--level {arguments.level} is not a level of this stack; choose one of {', '.join(names)}")
         index = sizes.index(requested)
     batch = fixed_batch(stack, arguments.batch_size, arguments.images, arguments.seed)
+    if arguments.check_only:
+        return
     loaded_memory = peak_memory_mib()
     reset_peak_memory()
     if arguments.adjoint:

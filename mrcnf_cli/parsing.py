@@ -30,7 +30,7 @@ def parse_duration(text: str) -> float:
     except ValueError:
         seconds = float("nan")
     if not (seconds > 0 and seconds != float("inf")):
-        raise InputError(f"invalid duration {text!r}; give seconds or a number with s, m or h, for example 20m")
+        raise InputError(f"invalid duration {text!r}; give a time above 0, in seconds or with s, m or h, for example 90 or 20m")
     return seconds
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -24,6 +26,9 @@ def run_script(name: str, *arguments, cwd: Path) -> subprocess.CompletedProcess:
     ("equal_budget.py", ["--levels", "1,a"], "argument --levels: invalid list '1,a'"),
     ("equal_budget.py", ["--minutes", "-1"], "argument --minutes: must be a finite number above 0, got -1"),
     ("speedup.py", ["--model", ".", "--baseline", "no-such-commit"], "--baseline no-such-commit is not a commit of"),
+    ("equal_budget.py", ["--levels", "1,1"], "argument --levels: depths repeat in 1,1"),
+    ("equal_budget.py", ["--plot", "curve.txt"], "argument --plot: curve.txt has no figure format matplotlib writes"),
+    ("equal_budget.py", ["--plot", "missing/curve.png"], "argument --plot: folder missing does not exist"),
 ])
 def test_bad_option_is_one_line(name, arguments, expected, tmp_path):
     result = run_script(name, *arguments, cwd=tmp_path)
@@ -48,3 +53,33 @@ def test_earlier_stack_is_refused(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {tmp_path / 'out' / 'levels-2'} holds a stack from an earlier run; remove it or choose another --out"
     assert list((tmp_path / "out").iterdir()) == [tmp_path / "out" / "levels-2"]
+
+
+def test_output_folder_that_is_a_file(tmp_path):
+    (tmp_path / "out").write_text("")
+    result = run_script("equal_budget.py", "--out", tmp_path / "out", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: --out {tmp_path / 'out'} is a file; choose a folder"
+
+
+@pytest.mark.parametrize("content,expected", [
+    (np.zeros((0, 3, 32, 32), np.uint8), "holds no images; save at least one"),
+    (None, "is not a .npy file of images; save a uint8 array (N, 3, 32, 32) with numpy.save"),
+])
+def test_bad_image_file_is_one_line(content, expected, trained_stack, tmp_path):
+    images = tmp_path / "images.npy"
+    if content is None:
+        images.write_text("not an array")
+    else:
+        np.save(images, content)
+    result = run_script("training_step.py", "--model", trained_stack[0], "--images", images, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {images} {expected}"
+
+
+def test_module_from_another_tree_is_refused(tmp_path):
+    code = "import common, mrcnf_cli.errors; common.check_package_tree()"
+    environment = dict(os.environ, MRCNF_PACKAGE_TREE=str(tmp_path), PYTHONPATH=str(BENCHMARKS))
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: {tmp_path.resolve()} has no module mrcnf_cli")

@@ -116,6 +116,7 @@ def test_train_missing_named_set(tmp_path):
     (["--solver", "rk45"], ["unknown ODE solver 'rk45'"]),
     (["--atol", "0"], ["atol must be a positive number"]),
     (["--max-time", "soon"], ["invalid duration 'soon'"]),
+    (["--max-time", "0"], ["invalid duration '0'", "above 0"]),
     (["--hidden", "64,x"], ["invalid hidden widths '64,x'"]),
     (["--level", "12x12"], ["--level 12x12 is not a level of this stack", "8x8, 16x16, 32x32"]),
     (["--map", "wavelet"], ["unknown pyramid map 'wavelet'"]),
