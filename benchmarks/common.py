@@ -21,6 +21,10 @@ from typing import Callable, NoReturn
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 PACKAGE_TREE = Path(os.environ.get("MRCNF_PACKAGE_TREE") or REPOSITORY)
+# How messages name the package tree; speedup.py names the baseline commit.
+PACKAGE_LABEL = os.environ.get("MRCNF_PACKAGE_LABEL") or f"the package in {PACKAGE_TREE}"
+# Formats matplotlib writes without an outside program such as LaTeX.
+FIGURE_FORMATS = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
 SHARED_DATA = Path(os.environ.get("MRCNF_SHARED_DATA") or REPOSITORY.parent / "shared" / "data")
 EXIT_USAGE = 2
 
@@ -52,8 +56,8 @@ class ArgumentParser(argparse.ArgumentParser):
         fail(f"{message}; see '{self.prog} --help'")
 
 
-def at_least(minimum: int) -> Callable[[str], int]:
-    """Return an argparse type that reads a whole number of at least ``minimum``."""
+def at_least(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """Return an argparse type that reads a whole number from ``minimum`` to ``maximum`` (no limit: None)."""
 
     def parse(text: str) -> int:
         try:
@@ -62,6 +66,8 @@ def at_least(minimum: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"invalid whole number {text!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum}, got {value}")
         return value
 
     return parse
@@ -95,13 +101,12 @@ def existing_file(text: str) -> Path:
 
 
 def figure_path(text: str) -> Path:
-    """Read where a figure goes: a new or existing file in an existing folder, of a format matplotlib writes."""
-    from matplotlib.figure import Figure
-
+    """Read where a figure goes: a file, new or not, in an existing folder, ending in one of FIGURE_FORMATS."""
     path = Path(text)
-    formats = Figure().canvas.get_supported_filetypes()
-    if path.suffix.lower().lstrip(".") not in formats:
-        raise argparse.ArgumentTypeError(f"{text} has no figure format matplotlib writes; end it with one of .{', .'.join(sorted(formats))}")
+    if path.suffix.lower() not in FIGURE_FORMATS:
+        raise argparse.ArgumentTypeError(f"{text} is not a figure file name; end it with one of {', '.join(FIGURE_FORMATS)}")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
     if not path.parent.is_dir():
         raise argparse.ArgumentTypeError(f"folder {path.parent} does not exist; create it first")
     return path
@@ -117,7 +122,7 @@ def check_package_tree() -> None:
     for name, module in list(sys.modules.items()):
         source = getattr(module, "__file__", None)
         if name.split(".")[0] == "mrcnf_cli" and source and not Path(source).resolve().is_relative_to(tree):
-            fail(f"{tree} has no module {name} (it was loaded from {source}); choose a later commit or tree")
+            fail(f"{PACKAGE_LABEL} has no module {name} (it was loaded from {source}); choose a later commit")
 
 
 def run_main(main: Callable[[], None]) -> None:
@@ -140,8 +145,9 @@ def new_model_folder(model: Path, option: str) -> Path:
     ``mrcnf train`` resumes a stack it finds, and the resumed stack would have trained for
     longer than the time the result claims.
     """
-    if model.parent.exists() and not model.parent.is_dir():
-        fail(f"{option} {model.parent} is a file; choose a folder")
+    for folder in model.parents:
+        if folder.exists() and not folder.is_dir():
+            fail(f"{option}: {folder} is a file, not a folder; choose a folder")
     if model.exists():
         fail(f"{model} holds a stack from an earlier run; remove it or choose another {option}")
     return model

@@ -89,7 +89,7 @@ def plot(results: list[dict], path: Path, curve_images: int, data_name: str) -> 
 
 def main() -> None:
     parser = ArgumentParser(__doc__)
-    parser.add_argument("--minutes", type=positive_number, default=30.0, help="training wall time of each stack")
+    parser.add_argument("--minutes", type=positive_number, default=30.0, help="training wall time of each stack; the stacks train one after another")
     parser.add_argument("--rounds", type=at_least(1), default=3,
                         help="calls of mrcnf train that share the minutes; the stack is evaluated after each")
     parser.add_argument("--levels", type=depths, default="1,2,3", help="stack depths to compare, separated by commas")
@@ -100,10 +100,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=at_least(1), default=64, help="training batch size")
     parser.add_argument("--out", type=Path, default=Path("runs/equal-budget"),
                         help="folder for the stacks and the log; its levels-N folders must not exist yet")
-    parser.add_argument("--plot", type=figure_path, default=None, help="write the BPD against time plot here, for example curve.png")
+    parser.add_argument("--plot", type=figure_path, default=None, help="write the BPD against time plot here, for example curve.png (without it, no plot)")
     arguments = parser.parse_args()
 
-    models = {levels: new_model_folder(arguments.out / f"levels-{levels}", "--out") for levels in arguments.levels}
+    # The deepest stack trains first: a depth the image size cannot take then fails before any training.
+    depths_deepest_first = sorted(arguments.levels, reverse=True)
+    models = {levels: new_model_folder(arguments.out / f"levels-{levels}", "--out") for levels in depths_deepest_first}
     if arguments.data is None:
         data, data_name = real_data_root() / "cifar10-jpg", "CIFAR-10 (JPEG copy), 32x32"
     else:
@@ -146,6 +148,7 @@ def main() -> None:
             "curve": curve,
         })
 
+    results.sort(key=lambda result: result["levels"])
     if arguments.plot:
         plot(results, arguments.plot, arguments.curve_images, data_name)
     emit({

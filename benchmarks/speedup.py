@@ -23,12 +23,12 @@ from common import REPOSITORY, ArgumentParser, at_least, emit, existing_file, ex
 STEP_SCRIPT = Path(__file__).with_name("training_step.py")
 
 
-def run_step(tree: Path, arguments: list[str]) -> dict:
-    """Run training_step.py with the package imported from ``tree``; return its JSON result.
+def run_step(tree: Path, label: str, arguments: list[str]) -> dict:
+    """Run training_step.py with the package imported from ``tree``, named ``label`` in messages; return its JSON result.
 
     When it fails, its own error line is on stderr already, and this script exits with its code.
     """
-    environment = dict(os.environ, MRCNF_PACKAGE_TREE=str(tree))
+    environment = dict(os.environ, MRCNF_PACKAGE_TREE=str(tree), MRCNF_PACKAGE_LABEL=label)
     result = subprocess.run([sys.executable, str(STEP_SCRIPT), *arguments], env=environment, stdout=subprocess.PIPE, text=True)
     if result.returncode != 0:
         sys.exit(result.returncode)
@@ -37,6 +37,9 @@ def run_step(tree: Path, arguments: list[str]) -> dict:
 
 def resolve_commit(name: str) -> str:
     """Return the full hash of commit ``name`` in this repository; exit with code 2 when there is none."""
+    checkout = subprocess.run(["git", "-C", str(REPOSITORY), "rev-parse", "--git-dir"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if checkout.returncode != 0:
+        fail(f"{REPOSITORY} is not a git checkout; speedup.py needs one to check out the baseline, so run it from a clone")
     result = subprocess.run(
         ["git", "-C", str(REPOSITORY), "rev-parse", "--verify", "--quiet", f"{name}^{{commit}}"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
@@ -83,16 +86,17 @@ def main() -> None:
         step_arguments += ["--images", str(arguments.images)]
 
     # Check the stack, level and images with this checkout before the baseline is checked out.
-    run_step(REPOSITORY, [*step_arguments, "--check-only"])
+    run_step(REPOSITORY, "this checkout", [*step_arguments, "--check-only"])
 
     with tempfile.TemporaryDirectory() as scratch:
         baseline_tree = Path(scratch) / "baseline"
-        subprocess.run(["git", "-C", str(REPOSITORY), "worktree", "add", "--detach", str(baseline_tree), baseline_commit], check=True, stdout=sys.stderr)
+        subprocess.run(["git", "-C", str(REPOSITORY), "worktree", "add", "--quiet", "--detach", str(baseline_tree), baseline_commit], check=True, stdout=sys.stderr)
         try:
             runs = {"baseline": [], "current": []}
             for round_index in range(arguments.rounds):
-                for name, tree in (("baseline", baseline_tree), ("current", REPOSITORY)):
-                    runs[name].append(run_step(tree, step_arguments))
+                trees = (("baseline", baseline_tree, f"commit {arguments.baseline}"), ("current", REPOSITORY, "this checkout"))
+                for name, tree, label in trees:
+                    runs[name].append(run_step(tree, label, step_arguments))
                     print(f"round {round_index + 1}, {name}: {runs[name][-1]['train_seconds_median']} s/step", file=sys.stderr)
         finally:
             subprocess.run(["git", "-C", str(REPOSITORY), "worktree", "remove", "--force", str(baseline_tree)], check=True)

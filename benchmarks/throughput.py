@@ -58,21 +58,17 @@ def main() -> None:
     parser.add_argument("--steps", type=at_least(1), default=3, help="timed training steps per level")
     arguments = parser.parse_args()
 
-    from mrcnf_cli.store import read_manifest
-
-    sizes = read_manifest(arguments.model).sizes
     common = ["--model", str(arguments.model), "--batch-size", str(arguments.batch_size), "--steps", str(arguments.steps)]
     if arguments.images:
         common += ["--images", str(arguments.images)]
 
-    # Check the stack and images before the matrix-multiply rate is measured.
-    run_level([*common, "--check-only"])
+    # Check the stack and images, and find its trained levels, before the matrix-multiply rate is measured.
+    names = run_level([*common, "--check-only"])["levels"]
     peak = matmul_rate()
     print(f"float32 matmul: {peak / 1e9:.1f} GFLOP/s", file=sys.stderr)
 
     levels = []
-    for height, width in sizes:
-        name = f"{height:02d}x{width:02d}"
+    for name in names:
         run = run_level([*common, "--level", name, "--eval-steps", "2", "--sample-steps", "2", "--flops"])
         row = {
             "level": name,
@@ -91,7 +87,7 @@ def main() -> None:
         levels.append(row)
         print(json.dumps(row), file=sys.stderr)
 
-    finest = f"{sizes[-1][0]:02d}x{sizes[-1][1]:02d}"
+    finest = names[-1]
     methods = {}
     for method, flag in (("backpropagation", []), ("adjoint", ["--adjoint"])):
         run = run_level([*common, "--level", finest, "--eval-steps", "1", *flag])

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import PACKAGE_TREE, ArgumentParser, at_least, check_package_tree, existing_file, existing_path, fail, run_main
+from common import PACKAGE_LABEL, ArgumentParser, at_least, check_package_tree, existing_file, existing_path, fail, machine, run_main
 
 import mrcnf_cli
 
@@ -31,7 +31,7 @@ try:
     from mrcnf_cli.store import load_stack
     from mrcnf_cli.training import TrainOptions, level_bits, level_loss
 except ImportError as error:
-    fail(f"the package in {PACKAGE_TREE} lacks what this script uses ({error}); choose a later commit")
+    fail(f"{PACKAGE_LABEL} lacks what this script uses ({error}); choose a later commit")
 
 
 def fixed_batch(stack, batch_size: int, images: Path | None, seed: int) -> torch.Tensor:
@@ -46,11 +46,11 @@ def fixed_batch(stack, batch_size: int, images: Path | None, seed: int) -> torch
         if not isinstance(array, np.ndarray):
             fail(f"{images} is not a .npy file of images; save a uint8 array (N, {expected[0]}, {expected[1]}, {expected[2]}) with numpy.save")
         if array.dtype != np.uint8 or array.ndim != 4 or tuple(array.shape[1:]) != expected:
-            fail(f"{images} has {array.dtype} images of shape {array.shape[1:]}; expected uint8 (N, {expected[0]}, {expected[1]}, {expected[2]})")
+            fail(f"{images} holds a {array.dtype} array of shape {array.shape}; expected uint8 (N, {expected[0]}, {expected[1]}, {expected[2]})")
         if len(array) == 0:
             fail(f"{images} holds no images; save at least one")
         if len(array) < batch_size:
-            print(f"warning: {images} holds {len(array)} images, so the batch has {len(array)}, not {batch_size}", file=sys.stderr)
+            print(f"warning: {images} holds only {len(array)} of the {batch_size} images asked for; the batch has {len(array)}", file=sys.stderr)
         return torch.from_numpy(np.array(array[:batch_size]))
     generator = torch.Generator().manual_seed(seed)
     return torch.randint(0, 256, (batch_size, channels, *size), generator=generator, dtype=torch.uint8)
@@ -102,8 +102,12 @@ def count_flops(function, *arguments) -> int:
     """Count the floating-point operations of one call with torch.utils.flop_counter."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as counter:
-        function(*arguments)
+    try:
+        with FlopCounterMode(display=False) as counter:
+            function(*arguments)
+    except RuntimeError as error:
+        # Older packages call autograd.grad in a way FlopCounterMode's module hooks reject.
+        fail(f"--flops cannot count the passes of {PACKAGE_LABEL} ({error}); leave out --flops", exit_code=1)
     return counter.get_total_flops()
 
 
@@ -139,7 +143,7 @@ def main() -> None:
     parser.add_argument("--warmup-steps", type=at_least(0), default=2,
                         help="untimed training steps first; the first two run slower while memory and oneDNN kernels are set up")
     parser.add_argument("--eval-steps", type=at_least(1), default=2, help="timed evaluation passes after one warm-up pass")
-    parser.add_argument("--seed", type=at_least(0), default=0, help="seed of the noise batch, the dequantization noise and the probes")
+    parser.add_argument("--seed", type=at_least(0, 2**64 - 1), default=0, help="seed of the noise batch, the dequantization noise and the probes")
     parser.add_argument("--profile", action="store_true", help="print torch.profiler tables of one step on stderr")
     parser.add_argument("--adjoint", action="store_true", help="train with the adjoint method")
     parser.add_argument("--sample-steps", type=at_least(0), default=0, help="timed sampling passes after one warm-up pass")
@@ -147,7 +151,7 @@ def main() -> None:
     parser.add_argument("--layout", choices=["channels-last", "contiguous"], default=None,
                         help="activation layout inside the network (newer commits only; without it, the package's own)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network's forward_and_vjp (newer commits only)")
-    parser.add_argument("--check-only", action="store_true", help="check the options, stack, level and images, then exit without timing")
+    parser.add_argument("--check-only", action="store_true", help="check the options, stack, level and images, print the stack's levels as JSON and exit without timing")
     arguments = parser.parse_args()
     if arguments.adjoint and arguments.flops:
         # FlopCounterMode's module hooks fail inside the adjoint's autograd.grad call.
@@ -156,6 +160,10 @@ def main() -> None:
     if arguments.layout or arguments.compile:
         from mrcnf_cli import dynamics
 
+        if arguments.layout and not hasattr(dynamics, "ACTIVATION_LAYOUT"):
+            fail(f"{PACKAGE_LABEL} has no activation layout setting; leave out --layout")
+        if arguments.compile and not hasattr(dynamics.DynamicsNet, "forward_and_vjp"):
+            fail(f"{PACKAGE_LABEL} has no DynamicsNet.forward_and_vjp to compile; leave out --compile")
         if arguments.layout:
             dynamics.ACTIVATION_LAYOUT = torch.channels_last if arguments.layout == "channels-last" else torch.contiguous_format
         if arguments.compile:
@@ -177,6 +185,7 @@ def main() -> None:
         index = sizes.index(requested)
     batch = fixed_batch(stack, arguments.batch_size, arguments.images, arguments.seed)
     if arguments.check_only:
+        print(json.dumps({"levels": names, "level": names[index], "batch_size": len(batch)}))
         return
     loaded_memory = peak_memory_mib()
     reset_peak_memory()
@@ -217,6 +226,7 @@ def main() -> None:
             extra["sample_flops"] = count_flops(sampling, stack, index, batch, arguments.seed)
 
     print(json.dumps({
+        "machine": machine(),
         "level": names[index],
         "batch_size": len(batch),
         "threads": torch.get_num_threads(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -27,8 +28,10 @@ def run_script(name: str, *arguments, cwd: Path) -> subprocess.CompletedProcess:
     ("equal_budget.py", ["--minutes", "-1"], "argument --minutes: must be a finite number above 0, got -1"),
     ("speedup.py", ["--model", ".", "--baseline", "no-such-commit"], "--baseline no-such-commit is not a commit of"),
     ("equal_budget.py", ["--levels", "1,1"], "argument --levels: depths repeat in 1,1"),
-    ("equal_budget.py", ["--plot", "curve.txt"], "argument --plot: curve.txt has no figure format matplotlib writes"),
+    ("equal_budget.py", ["--plot", "curve.txt"], "argument --plot: curve.txt is not a figure file name; end it with one of .png, .pdf"),
     ("equal_budget.py", ["--plot", "missing/curve.png"], "argument --plot: folder missing does not exist"),
+    ("equal_budget.py", ["--plot", "."], "argument --plot: . is not a figure file name"),
+    ("training_step.py", ["--model", ".", "--seed", str(2**64)], f"argument --seed: must be at most {2**64 - 1}"),
 ])
 def test_bad_option_is_one_line(name, arguments, expected, tmp_path):
     result = run_script(name, *arguments, cwd=tmp_path)
@@ -59,7 +62,7 @@ def test_output_folder_that_is_a_file(tmp_path):
     (tmp_path / "out").write_text("")
     result = run_script("equal_budget.py", "--out", tmp_path / "out", cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stderr.strip() == f"error: --out {tmp_path / 'out'} is a file; choose a folder"
+    assert result.stderr.strip() == f"error: --out: {tmp_path / 'out'} is a file, not a folder; choose a folder"
 
 
 @pytest.mark.parametrize("content,expected", [
@@ -82,4 +85,10 @@ def test_module_from_another_tree_is_refused(tmp_path):
     environment = dict(os.environ, MRCNF_PACKAGE_TREE=str(tmp_path), PYTHONPATH=str(BENCHMARKS))
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
-    assert result.stderr.startswith(f"error: {tmp_path.resolve()} has no module mrcnf_cli")
+    assert result.stderr.startswith(f"error: the package in {tmp_path} has no module mrcnf_cli")
+
+
+def test_check_only_lists_trained_levels(trained_stack, tmp_path):
+    result = run_script("training_step.py", "--model", trained_stack[0], "--check-only", "--batch-size", "3", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"levels": ["08x08", "16x16", "32x32"], "level": "32x32", "batch_size": 3}

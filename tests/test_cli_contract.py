@@ -198,6 +198,7 @@ def test_bad_input(name, arguments, code, fragments, trained_stack, broken, cifa
 @pytest.mark.parametrize("command", [
     ["sample", "-n", "0"], ["sample", "-n", "x"], ["bpd", "--batch-size", "0"], ["train", "--steps", "0"],
     ["train", "--lr", "fast"], ["superres", "x.png", "--samples", "-2"], ["ood", "--max-images", "0"],
+    ["bpd", "--seed", str(2**64)],
 ])
 def test_bad_numbers_exit_two(command, tmp_path):
     result = invoke(*command, "-m", tmp_path / "m")

@@ -136,7 +136,9 @@ DeviceOption = Annotated[
         autocompletion=complete_device,
     ),
 ]
-SeedOption = Annotated[int, typer.Option("--seed", min=0, help="Random seed (data order, dequantization noise, probes).")]
+# torch takes seeds up to 2**64 - 1.
+SEED_MAX = 2**64 - 1
+SeedOption = Annotated[int, typer.Option("--seed", min=0, max=SEED_MAX, help="Random seed (data order, dequantization noise, probes).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of a table.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print only results and errors.")]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages and show tracebacks.")]
