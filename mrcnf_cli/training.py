@@ -102,11 +102,11 @@ class TrainOptions:
         }
         for name, value in positive.items():
             if not (math.isfinite(value) and value > 0):
-                raise InputError(f"{_option_name(name)} must be positive, got {value}")
+                raise InputError(f"{_option_name(name)} must be a finite number above 0, got {value}")
         for name in ("steps", "epochs", "max_time"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value > 0):
-                raise InputError(f"{_option_name(name)} must be positive, got {value}")
+                raise InputError(f"{_option_name(name)} must be a finite number above 0, got {value}")
         for name in ("warmup_steps", "kinetic_weight", "jacobian_weight"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):

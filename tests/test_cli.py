@@ -117,6 +117,8 @@ def test_train_missing_named_set(tmp_path):
     (["--atol", "0"], ["atol must be a positive number"]),
     (["--max-time", "soon"], ["invalid duration 'soon'"]),
     (["--max-time", "0"], ["invalid duration '0'", "above 0"]),
+    (["--lr", "0"], ["--lr must be a finite number above 0, got 0.0"]),
+    (["--epochs", "inf"], ["--epochs must be a finite number above 0, got inf"]),
     (["--hidden", "64,x"], ["invalid hidden widths '64,x'"]),
     (["--level", "12x12"], ["--level 12x12 is not a level of this stack", "8x8, 16x16, 32x32"]),
     (["--map", "wavelet"], ["unknown pyramid map 'wavelet'"]),

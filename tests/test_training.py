@@ -190,8 +190,8 @@ def test_epochs_budget(tmp_path, photos):
 
 
 @pytest.mark.parametrize("changes,message", [
-    ({"batch_size": 0}, "--batch-size must be positive, got 0"),
-    ({"learning_rate": float("nan")}, "--lr must be positive"),
+    ({"batch_size": 0}, "--batch-size must be a finite number above 0, got 0"),
+    ({"learning_rate": float("nan")}, "--lr must be a finite number above 0, got nan"),
     ({"steps": None}, "training needs a budget"),
     ({"kinetic_weight": -1.0}, "--kinetic must be zero or positive"),
 ])

@@ -64,7 +64,7 @@ def train(
     logit: Annotated[bool, typer.Option("--logit/--no-logit", help="Logit preprocessing of every level's values.", rich_help_panel=ARCHITECTURE)] = True,
     alpha: Annotated[float, typer.Option("--alpha", min=0, max=0.5, help="Logit margin: values are squeezed between alpha and 1 - alpha.", rich_help_panel=ARCHITECTURE)] = 0.05,
     multires_noise: Annotated[bool, typer.Option("--multires-noise/--no-multires-noise", help="Base variances implied by unit-variance noise at the finest level, instead of N(0, I).", rich_help_panel=ARCHITECTURE)] = False,
-    time_horizon: Annotated[float, typer.Option("--time-horizon", min=0, help="End time T of each ODE, in ODE time units.", rich_help_panel=ARCHITECTURE)] = 1.0,
+    time_horizon: Annotated[float, typer.Option("--time-horizon", help="End time T of each ODE, in ODE time units; above 0.", rich_help_panel=ARCHITECTURE)] = 1.0,
     channels: Annotated[int, typer.Option("--channels", min=1, max=3, help="Image channels of the model: 3 (RGB) or 1 (grey).", rich_help_panel=ARCHITECTURE)] = 3,
     trace: options.Trace = "hutchinson",
     probe: options.Probe = "gaussian",

@@ -16,12 +16,12 @@ OPTIMISATION = "Optimisation"
 SOLVER = "ODE solver"
 
 Steps = Annotated[Optional[int], typer.Option("--steps", min=1, help="Optimizer steps per level in total, counting resumed ones.", rich_help_panel=OPTIMISATION)]
-Epochs = Annotated[Optional[float], typer.Option("--epochs", min=0, help="Passes over the training images per level (training stops at the first budget reached).", rich_help_panel=OPTIMISATION)]
+Epochs = Annotated[Optional[float], typer.Option("--epochs", help="Passes over the training images per level, above 0 (training stops at the first budget reached).", rich_help_panel=OPTIMISATION)]
 MaxTime = Annotated[Optional[str], typer.Option("--max-time", help="Wall time for the whole command: seconds, or a number with s, m or h. Each level gets the time left divided by the levels left.", rich_help_panel=OPTIMISATION)]
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Training images per step and process (torchrun multiplies it by the number of processes).", rich_help_panel=OPTIMISATION)]
-LearningRate = Annotated[float, typer.Option("--lr", min=0, help="Adam learning rate after warmup.", rich_help_panel=OPTIMISATION)]
+LearningRate = Annotated[float, typer.Option("--lr", help="Adam learning rate after warmup; above 0.", rich_help_panel=OPTIMISATION)]
 Warmup = Annotated[int, typer.Option("--warmup", min=0, help="Steps of linear learning-rate warmup.", rich_help_panel=OPTIMISATION)]
-GradClip = Annotated[float, typer.Option("--grad-clip", min=0, help="Gradient-norm clipping threshold.", rich_help_panel=OPTIMISATION)]
+GradClip = Annotated[float, typer.Option("--grad-clip", help="Gradient-norm clipping threshold; above 0.", rich_help_panel=OPTIMISATION)]
 Kinetic = Annotated[float, typer.Option("--kinetic", min=0, help="Weight of the kinetic-energy regulariser (RNODE), per dimension.", rich_help_panel=OPTIMISATION)]
 Jacobian = Annotated[float, typer.Option("--jacobian", min=0, help="Weight of the Jacobian Frobenius-norm regulariser (RNODE), per dimension.", rich_help_panel=OPTIMISATION)]
 ValidateEvery = Annotated[int, typer.Option("--validate-every", min=1, help="Steps between validations and checkpoints.", rich_help_panel=OPTIMISATION)]
