@@ -21,7 +21,7 @@ from typing import Callable, NoReturn
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 PACKAGE_TREE = Path(os.environ.get("MRCNF_PACKAGE_TREE") or REPOSITORY)
-# How messages name the package tree; speedup.py names the baseline commit.
+# Name of the package tree in messages. speedup.py sets it to the baseline commit.
 PACKAGE_LABEL = os.environ.get("MRCNF_PACKAGE_LABEL") or f"the package in {PACKAGE_TREE}"
 # Formats matplotlib writes without an outside program such as LaTeX.
 FIGURE_FORMATS = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
@@ -149,7 +149,7 @@ def new_model_folder(model: Path, option: str) -> Path:
         if folder.exists() and not folder.is_dir():
             fail(f"{option}: {folder} is a file, not a folder; choose a folder")
     if model.exists():
-        fail(f"{model} holds a stack from an earlier run; remove it or choose another {option}")
+        fail(f"{model} already contains a stack from an earlier run; remove it or choose another {option}")
     return model
 
 
@@ -161,10 +161,16 @@ def real_data_root() -> Path:
     """
     extract = SHARED_DATA / "extract"
     if not extract.is_file():
-        fail(f"real image archives not found at {SHARED_DATA}; set MRCNF_SHARED_DATA to the folder that holds them")
+        fail(f"real image archives not found at {SHARED_DATA}; set MRCNF_SHARED_DATA to the folder that contains them")
     destination = REPOSITORY / ".cache" / "real-data"
     subprocess.run(["bash", str(extract), str(destination)], check=True)
     return destination
+
+
+def package_environment(**variables: str) -> dict[str, str]:
+    """Return this process's environment with ``variables`` set and the package tree first on PYTHONPATH."""
+    python_path = os.pathsep.join(filter(None, [str(PACKAGE_TREE), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, **variables, "PYTHONPATH": python_path}
 
 
 def mrcnf(*arguments, log: Path | None = None) -> tuple[dict | None, float]:
@@ -174,7 +180,7 @@ def mrcnf(*arguments, log: Path | None = None) -> tuple[dict | None, float]:
     fails, its error line is repeated and the script exits with the command's exit code.
     """
     command = [sys.executable, "-m", "mrcnf_cli", *map(str, arguments), "--json"]
-    environment = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(PACKAGE_TREE), os.environ.get("PYTHONPATH")])))
+    environment = package_environment()
     print("$ mrcnf " + shlex.join(map(str, arguments)) + " --json", file=sys.stderr)
 
     started = time.monotonic()

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import PACKAGE_TREE, ArgumentParser, at_least, emit, fail, machine, real_data_root, run_main
+from common import ArgumentParser, at_least, emit, fail, machine, package_environment, real_data_root, run_main
 
 
 def seconds_per_step(model: Path) -> float:
@@ -53,7 +53,7 @@ def main() -> None:
         for name, (command, threads) in runs.items():
             model = Path(folder) / name.replace(" ", "-")
             started = time.monotonic()
-            environment = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(PACKAGE_TREE)}
+            environment = package_environment(OMP_NUM_THREADS=str(threads))
             finished = subprocess.run([*command, "--model", str(model)], env=environment, stdout=subprocess.DEVNULL)
             if finished.returncode != 0:
                 fail(f"the {name} run failed with exit code {finished.returncode}; its error is above", exit_code=finished.returncode)

@@ -46,11 +46,11 @@ def fixed_batch(stack, batch_size: int, images: Path | None, seed: int) -> torch
         if not isinstance(array, np.ndarray):
             fail(f"{images} is not a .npy file of images; save a uint8 array (N, {expected[0]}, {expected[1]}, {expected[2]}) with numpy.save")
         if array.dtype != np.uint8 or array.ndim != 4 or tuple(array.shape[1:]) != expected:
-            fail(f"{images} holds a {array.dtype} array of shape {array.shape}; expected uint8 (N, {expected[0]}, {expected[1]}, {expected[2]})")
+            fail(f"{images} contains a {array.dtype} array of shape {array.shape}; expected uint8 (N, {expected[0]}, {expected[1]}, {expected[2]})")
         if len(array) == 0:
-            fail(f"{images} holds no images; save at least one")
+            fail(f"{images} contains no images; save at least one")
         if len(array) < batch_size:
-            print(f"warning: {images} holds only {len(array)} of the {batch_size} images asked for; the batch has {len(array)}", file=sys.stderr)
+            print(f"warning: {images} contains {len(array)} images, fewer than --batch-size {batch_size}; the batch has {len(array)}", file=sys.stderr)
         return torch.from_numpy(np.array(array[:batch_size]))
     generator = torch.Generator().manual_seed(seed)
     return torch.randint(0, 256, (batch_size, channels, *size), generator=generator, dtype=torch.uint8)

@@ -50,11 +50,11 @@ def test_not_a_stack_is_one_line(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_earlier_stack_is_refused(tmp_path):
+def test_earlier_stack_is_rejected(tmp_path):
     (tmp_path / "out" / "levels-2").mkdir(parents=True)
     result = run_script("equal_budget.py", "--levels", "1,2", "--out", tmp_path / "out", cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stderr.strip() == f"error: {tmp_path / 'out' / 'levels-2'} holds a stack from an earlier run; remove it or choose another --out"
+    assert result.stderr.strip() == f"error: {tmp_path / 'out' / 'levels-2'} already contains a stack from an earlier run; remove it or choose another --out"
     assert list((tmp_path / "out").iterdir()) == [tmp_path / "out" / "levels-2"]
 
 
@@ -66,7 +66,7 @@ def test_output_folder_that_is_a_file(tmp_path):
 
 
 @pytest.mark.parametrize("content,expected", [
-    (np.zeros((0, 3, 32, 32), np.uint8), "holds no images; save at least one"),
+    (np.zeros((0, 3, 32, 32), np.uint8), "contains no images; save at least one"),
     (None, "is not a .npy file of images; save a uint8 array (N, 3, 32, 32) with numpy.save"),
 ])
 def test_bad_image_file_is_one_line(content, expected, trained_stack, tmp_path):
@@ -80,7 +80,7 @@ def test_bad_image_file_is_one_line(content, expected, trained_stack, tmp_path):
     assert result.stderr.strip() == f"error: {images} {expected}"
 
 
-def test_module_from_another_tree_is_refused(tmp_path):
+def test_module_from_another_tree_is_rejected(tmp_path):
     code = "import common, mrcnf_cli.errors; common.check_package_tree()"
     environment = dict(os.environ, MRCNF_PACKAGE_TREE=str(tmp_path), PYTHONPATH=str(BENCHMARKS))
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=60)
